@@ -1,0 +1,96 @@
+// Package store keeps replication requests, their steps and their timeline
+// in Postgres. All SQL of bucketbridge lives here.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/bucketbridge/bucketbridge/migrations"
+)
+
+// Store is the Postgres store; it is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	db   *sql.DB // the same pool seen through database/sql, for goose
+	mig  *goose.Provider
+}
+
+// Open connects to the database at url. It does not migrate.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	// The session lock lets several replicas start at once: one migrates,
+	// the others wait for it.
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		db.Close()
+		pool.Close()
+		return nil, fmt.Errorf("make migration lock: %w", err)
+	}
+	mig, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
+	if err != nil {
+		db.Close()
+		pool.Close()
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return &Store{pool: pool, db: db, mig: mig}, nil
+}
+
+// Close releases every connection.
+func (s *Store) Close() {
+	s.db.Close()
+	s.pool.Close()
+}
+
+// Pool exposes the connection pool to packages that share the database
+// (the worker pool's LISTEN connection, tests).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Migrate applies every pending migration.
+func (s *Store) Migrate(ctx context.Context) error {
+	if _, err := s.mig.Up(ctx); err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+	return nil
+}
+
+// MigrateDown rolls back every migration, newest first.
+func (s *Store) MigrateDown(ctx context.Context) error {
+	if _, err := s.mig.DownTo(ctx, 0); err != nil {
+		return fmt.Errorf("roll back database: %w", err)
+	}
+	return nil
+}
+
+// ErrMigrationsPending means the schema is older than this binary.
+var ErrMigrationsPending = errors.New("database migrations are not current")
+
+// Ready reports whether the database answers and its schema is current.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	pending, err := s.mig.HasPending(ctx)
+	if err != nil {
+		return fmt.Errorf("read migration status: %w", err)
+	}
+	if pending {
+		return ErrMigrationsPending
+	}
+	return nil
+}

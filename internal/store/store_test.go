@@ -1,0 +1,271 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bucketbridge/bucketbridge/internal/provision"
+	"github.com/bucketbridge/bucketbridge/internal/store"
+	"github.com/bucketbridge/bucketbridge/internal/store/storetest"
+)
+
+func spec(n int) provision.Spec {
+	return provision.Spec{
+		Source: provision.Side{AccountID: "111111111111", Region: "us-east-1",
+			Bucket: fmt.Sprintf("src-%d", n), KMSKeyARN: "arn:aws:kms:us-east-1:111111111111:key/11111111-1111-4111-8111-111111111111"},
+		Destination: provision.Side{AccountID: "222222222222", Region: "us-west-2",
+			Bucket: "dst", KMSKeyARN: "arn:aws:kms:us-west-2:222222222222:key/22222222-2222-4222-8222-222222222222"},
+		Rule:   provision.Rule{StorageClass: "STANDARD"},
+		Verify: true,
+		Ticket: fmt.Sprintf("OPS-%d", n%3),
+	}
+}
+
+func TestMigrationsUpDownUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := store.Open(ctx, storetest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ready(ctx); !errors.Is(err, store.ErrMigrationsPending) {
+		t.Fatalf("Ready on an empty database = %v, want ErrMigrationsPending", err)
+	}
+	for i, step := range []func(context.Context) error{s.Migrate, s.MigrateDown, s.Migrate} {
+		if err := step(ctx); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("Ready after migrating: %v", err)
+	}
+	if _, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "t"}); err != nil {
+		t.Fatalf("create after up/down/up: %v", err)
+	}
+}
+
+func TestCreateGetCancel(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	r, replayed, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "alice"})
+	if err != nil || replayed {
+		t.Fatalf("Create = %v, %v", replayed, err)
+	}
+	if r.State != provision.StatePending || r.FinishedAt != nil {
+		t.Fatalf("new replication state %s finished %v", r.State, r.FinishedAt)
+	}
+	got, err := s.Get(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r, got); diff != "" {
+		t.Fatalf("Get differs from Create (-want +got):\n%s", diff)
+	}
+	c, err := s.Cancel(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != provision.StateCancelled || c.FinishedAt == nil {
+		t.Fatalf("cancelled: state %s finished %v", c.State, c.FinishedAt)
+	}
+	var se *provision.StateError
+	if _, err := s.Cancel(ctx, r.ID); !errors.As(err, &se) || se.State != provision.StateCancelled {
+		t.Fatalf("second cancel = %v, want StateError(cancelled)", err)
+	}
+	if _, err := s.Get(ctx, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("Get unknown = %v", err)
+	}
+	events, err := s.Events(ctx, r.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []provision.State
+	for _, e := range events {
+		states = append(states, e.State)
+	}
+	if diff := cmp.Diff([]provision.State{provision.StatePending, provision.StateCancelled}, states); diff != "" {
+		t.Fatalf("timeline states (-want +got):\n%s", diff)
+	}
+	// A cancelled route is free again.
+	if _, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "alice"}); err != nil {
+		t.Fatalf("create after cancel: %v", err)
+	}
+}
+
+func TestCreateDuplicateLiveRoute(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	first, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dup *provision.DuplicateError
+	_, _, err = s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "b"})
+	if !errors.As(err, &dup) || dup.ExistingID != first.ID {
+		t.Fatalf("duplicate create = %v, want DuplicateError naming %s", err, first.ID)
+	}
+	other := spec(1)
+	other.Rule.Prefix = "logs/"
+	if _, _, err := s.Create(ctx, provision.NewReplication{Spec: other, RequestedBy: "b"}); err != nil {
+		t.Fatalf("another prefix is another route: %v", err)
+	}
+}
+
+func TestCreateIdempotentUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	in := provision.NewReplication{Spec: spec(1), RequestedBy: "jira", IdempotencyKey: "k1", RequestHash: []byte("h1")}
+	const n = 8
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		ids      = map[string]int{}
+		replays  int
+		failures []error
+	)
+	for range n {
+		wg.Go(func() {
+			r, replayed, err := s.Create(ctx, in)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures = append(failures, err)
+				return
+			}
+			ids[r.ID]++
+			if replayed {
+				replays++
+			}
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("concurrent identical creates failed: %v", failures)
+	}
+	if len(ids) != 1 || replays != n-1 {
+		t.Fatalf("got ids %v and %d replays, want one id and %d replays", ids, replays, n-1)
+	}
+	page, err := s.List(ctx, provision.Filter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 {
+		t.Fatalf("%d rows stored, want 1", len(page.Items))
+	}
+	in.RequestHash = []byte("other body")
+	if _, _, err := s.Create(ctx, in); !errors.Is(err, provision.ErrIdempotencyKeyReused) {
+		t.Fatalf("same key, other body = %v", err)
+	}
+	in.RequestedBy = "another caller"
+	in.Spec = spec(2)
+	if _, replayed, err := s.Create(ctx, in); err != nil || replayed {
+		t.Fatalf("same key from another caller = %v, %v; keys are per caller", replayed, err)
+	}
+}
+
+func TestListPagesWithoutGapsOrDuplicatesWhileInserting(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	want := map[string]bool{}
+	for i := range 23 {
+		r, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(i), RequestedBy: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[r.ID] = true
+	}
+	seen := map[string]int{}
+	cursor := ""
+	inserted := 100
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("pagination does not end")
+		}
+		page, err := s.List(ctx, provision.Filter{Limit: 5, After: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Items {
+			seen[r.ID]++
+		}
+		// Rows arriving mid-listing must not disturb the pages still to come.
+		if _, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(inserted), RequestedBy: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		inserted++
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("replication %s listed %d times, want once", id, seen[id])
+		}
+	}
+	for id, n := range seen {
+		if n > 1 {
+			t.Errorf("replication %s listed %d times", id, n)
+		}
+	}
+}
+
+func TestListFilters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	for i := range 6 {
+		sp := spec(i)
+		if i == 5 {
+			sp.Source.AccountID = "333333333333"
+			sp.Source.KMSKeyARN = "arn:aws:kms:us-east-1:333333333333:key/11111111-1111-4111-8111-111111111111"
+		}
+		r, _, err := s.Create(ctx, provision.NewReplication{Spec: sp, RequestedBy: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if _, err := s.Cancel(ctx, r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func(f provision.Filter) int {
+		f.Limit = 50
+		p, err := s.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Items)
+	}
+	for _, tc := range []struct {
+		name string
+		f    provision.Filter
+		want int
+	}{
+		{"all", provision.Filter{}, 6},
+		{"cancelled", provision.Filter{State: provision.StateCancelled}, 1},
+		{"pending", provision.Filter{State: provision.StatePending}, 5},
+		{"destination account matches every row", provision.Filter{AccountID: "222222222222"}, 6},
+		{"source account", provision.Filter{AccountID: "333333333333"}, 1},
+		{"ticket", provision.Filter{Ticket: "OPS-0"}, 2},
+		{"nothing", provision.Filter{Ticket: "NOPE"}, 0},
+	} {
+		if got := count(tc.f); got != tc.want {
+			t.Errorf("%s: %d items, want %d", tc.name, got, tc.want)
+		}
+	}
+	if _, err := s.List(ctx, provision.Filter{Limit: 5, After: "not-a-cursor"}); !errors.Is(err, provision.ErrBadCursor) {
+		t.Errorf("bad cursor = %v", err)
+	}
+}
