@@ -1,0 +1,315 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Side is one end of a replication: an account's bucket and its customer-managed KMS key.
+type Side struct {
+	// AccountID is the 12-digit account ID.
+	AccountID string
+	// Region is the bucket's (and the key's) region.
+	Region string
+	// Bucket is the bucket name.
+	Bucket string
+	// KMSKeyARN is the full ARN of the key the bucket's objects are encrypted with.
+	KMSKeyARN string
+}
+
+// Input is what the builders need from a replication request.
+type Input struct {
+	// RequestID names the replication rule ("bucketbridge-<request id>").
+	RequestID string
+	// Source is X in account A, encrypted with KA.
+	Source Side
+	// Destination is Y in account B, encrypted with KB.
+	Destination Side
+	// Prefix limits replication to keys starting with it; "" means the whole bucket.
+	Prefix string
+	// DeleteMarkerReplication replicates delete markers.
+	DeleteMarkerReplication bool
+	// ReplicaModifications replicates metadata changes made on replicas.
+	ReplicaModifications bool
+	// StorageClass of the replicas; "" means "STANDARD".
+	StorageClass string
+	// ReplicationTimeControl enables S3 Replication Time Control and its metrics.
+	ReplicationTimeControl bool
+	// TrustConditions adds the confused-deputy conditions to the trust policy
+	// (BB_TRUST_CONDITIONS).
+	TrustConditions bool
+	// RoleName is the replication role's name; "" means [RoleName] of the source bucket. Set it
+	// when the source bucket's configuration already names a role that bucketbridge adopts.
+	RoleName string
+}
+
+// Findings are what the preflight (inspect_source, inspect_destination) found that changes
+// the documents. The zero value is the common case, which a dry run assumes: the destination
+// bucket's Object Ownership still honours ACLs, and KA's key policy delegates to A's IAM.
+type Findings struct {
+	// DestinationOwnerEnforced is true when Y's Object Ownership is "bucket owner enforced"
+	// (GetBucketOwnershipControls): ACLs are disabled and Y's owner owns every object anyway,
+	// so the role policy drops s3:ObjectOwnerOverrideToBucketOwner and the rule drops
+	// AccessControlTranslation.
+	DestinationOwnerEnforced bool
+	// SourceKeyNotDelegated is true when KA's key policy lacks the usual statement giving
+	// A's IAM (arn:aws:iam::A:root) kms:*, so the role must be named in KA's key policy.
+	SourceKeyNotDelegated bool
+}
+
+// NamedPolicy is an inline role policy and its name.
+type NamedPolicy struct {
+	// Name is the policy name ([RolePolicyName]).
+	Name string `json:"name"`
+	// Document is the policy.
+	Document Document `json:"document"`
+}
+
+// Documents is every document of one request, as the dry run shows it.
+type Documents struct {
+	// ReplicationRoleARN is ROLE.
+	ReplicationRoleARN string `json:"replication_role_arn"`
+	// Documents are the documents themselves.
+	Documents PlannedDocuments `json:"documents"`
+	// Notes say which findings the documents depend on and what is decided only when they
+	// are merged.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// PlannedDocuments are the documents of DESIGN §10 for one request.
+type PlannedDocuments struct {
+	// TrustPolicy is the replication role's trust policy.
+	TrustPolicy Document `json:"trust_policy"`
+	// RolePolicy is the role's inline policy for this destination.
+	RolePolicy NamedPolicy `json:"role_policy"`
+	// DestinationKeyPolicyStatement is merged into KB's key policy.
+	DestinationKeyPolicyStatement Statement `json:"destination_key_policy_statement"`
+	// DestinationBucketPolicyStatements are merged into Y's bucket policy.
+	DestinationBucketPolicyStatements []Statement `json:"destination_bucket_policy_statements"`
+	// SourceKeyPolicyStatement is merged into KA's key policy; nil when KA delegates to A's IAM.
+	SourceKeyPolicyStatement *Statement `json:"source_key_policy_statement,omitempty"`
+	// ReplicationRule is merged into X's replication configuration; its Priority is set then.
+	ReplicationRule ReplicationRule `json:"replication_rule"`
+}
+
+// ErrInvalidInput is matched by errors.Is for an [Input] the builders cannot use.
+var ErrInvalidInput = errors.New("invalid policy input")
+
+// Validate checks that the builders have what they need. The API validates requests fully;
+// this only guards against documents with empty ARNs.
+func (in Input) Validate() error {
+	var missing []string
+	for _, f := range []struct{ name, v string }{
+		{"request id", in.RequestID},
+		{"source account", in.Source.AccountID}, {"source region", in.Source.Region},
+		{"source bucket", in.Source.Bucket}, {"source key", in.Source.KMSKeyARN},
+		{"destination account", in.Destination.AccountID}, {"destination region", in.Destination.Region},
+		{"destination bucket", in.Destination.Bucket}, {"destination key", in.Destination.KMSKeyARN},
+	} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: missing %s", ErrInvalidInput, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// RoleARN returns ROLE, the replication role's ARN.
+func (in Input) RoleARN() string {
+	name := in.RoleName
+	if name == "" {
+		name = RoleName(in.Source.Bucket)
+	}
+	return RoleARN(Partition(in.Source.Region), in.Source.AccountID, name)
+}
+
+func (in Input) srcARN() string { return BucketARN(Partition(in.Source.Region), in.Source.Bucket) }
+func (in Input) dstARN() string {
+	return BucketARN(Partition(in.Destination.Region), in.Destination.Bucket)
+}
+
+// TrustPolicy returns the replication role's trust policy: AWS's documented replication trust
+// policy, plus, when in.TrustConditions is set, the confused-deputy conditions
+// (aws:SourceAccount and aws:SourceArn). The role is shared by every request from the source
+// bucket, so the conditions name the bucket, not a prefix.
+// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/setting-repl-config-perm-overview.html
+// and https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html
+func TrustPolicy(in Input) Document {
+	st := Statement{
+		Sid:       "S3ReplicationAssume",
+		Effect:    "Allow",
+		Principal: &Principal{IDs: map[string]Values{"Service": {"s3.amazonaws.com"}}},
+		Action:    Values{"sts:AssumeRole"},
+	}
+	if in.TrustConditions {
+		st.Condition = Condition{
+			"StringEquals": {"aws:SourceAccount": {in.Source.AccountID}},
+			"ArnLike":      {"aws:SourceArn": {in.srcARN()}},
+		}
+	}
+	return Document{Version: Version2012, Statement: []Statement{st}}
+}
+
+// RolePolicy returns the role's inline policy for the request's destination (DESIGN §10).
+// Object resources and encryption contexts are limited to the prefix; with Bucket Keys the
+// encryption context is the bucket ARN, hence both in every condition.
+// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-config-for-kms-objects.html
+func RolePolicy(in Input, f Findings) NamedPolicy {
+	src, dst := in.srcARN(), in.dstARN()
+	srcObjects, dstObjects := src+"/"+in.Prefix+"*", dst+"/"+in.Prefix+"*"
+	dstActions := Values{"s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"}
+	if !f.DestinationOwnerEnforced {
+		dstActions = append(dstActions, "s3:ObjectOwnerOverrideToBucketOwner")
+	}
+	doc := Document{Version: Version2012, Statement: []Statement{
+		{Sid: "SourceBucket", Effect: "Allow",
+			Action: Values{"s3:ListBucket", "s3:GetReplicationConfiguration"}, Resource: Values{src}},
+		{Sid: "SourceObjects", Effect: "Allow",
+			Action:   Values{"s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"},
+			Resource: Values{srcObjects}},
+		{Sid: "DestinationObjects", Effect: "Allow", Action: dstActions, Resource: Values{dstObjects}},
+		{Sid: "DecryptSource", Effect: "Allow", Action: Values{"kms:Decrypt"}, Resource: Values{in.Source.KMSKeyARN},
+			Condition: kmsCondition(in.Source.Region, src, srcObjects)},
+		{Sid: "EncryptDestination", Effect: "Allow",
+			Action: Values{"kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"}, Resource: Values{in.Destination.KMSKeyARN},
+			Condition: kmsCondition(in.Destination.Region, dst, dstObjects)},
+	}}
+	return NamedPolicy{Name: RolePolicyName(in.Destination.Bucket, in.Prefix), Document: doc}
+}
+
+func kmsCondition(region, bucketARN, objects string) Condition {
+	return Condition{
+		"StringEquals": {"kms:ViaService": {S3ServiceName(region)}},
+		"StringLike":   {"kms:EncryptionContext:aws:s3:arn": {bucketARN, objects}},
+	}
+}
+
+// DestinationKeyStatement returns bucketbridge's statement in KB's key policy for the
+// request's role alone; [MergeStatements] unites it with the roles already there. It covers
+// the whole destination bucket, whatever the prefix, because every request into Y shares it.
+func DestinationKeyStatement(in Input) Statement {
+	dst := in.dstARN()
+	return Statement{
+		Sid:       KeyStatementSid(SidReplicaEncrypt, in.Destination.Bucket),
+		Effect:    "Allow",
+		Principal: awsPrincipal(in.RoleARN()),
+		Action:    Values{"kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"},
+		Resource:  Values{"*"},
+		Condition: kmsCondition(in.Destination.Region, dst, dst+"/*"),
+	}
+}
+
+// SourceKeyStatement returns the statement added to KA's key policy when it does not
+// delegate to A's IAM (a key policy that does not let IAM policies grant access makes the
+// role's kms:Decrypt grant useless). It covers the whole source bucket.
+// See https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam
+func SourceKeyStatement(in Input) Statement {
+	src := in.srcARN()
+	return Statement{
+		Sid:       KeyStatementSid(SidReplicaDecrypt, in.Source.Bucket),
+		Effect:    "Allow",
+		Principal: awsPrincipal(in.RoleARN()),
+		Action:    Values{"kms:Decrypt"},
+		Resource:  Values{"*"},
+		Condition: kmsCondition(in.Source.Region, src, src+"/*"),
+	}
+}
+
+// DestinationBucketStatements returns bucketbridge's two statements in Y's bucket policy, for
+// the request's role alone; [MergeStatements] unites them with the roles already there.
+// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/setting-repl-config-perm-overview.html
+// (destination bucket policy for a different account).
+func DestinationBucketStatements(in Input) []Statement {
+	dst := in.dstARN()
+	return []Statement{
+		{Sid: SidReplicaObjects, Effect: "Allow", Principal: awsPrincipal(in.RoleARN()),
+			Action:   Values{"s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"},
+			Resource: Values{dst + "/*"}},
+		{Sid: SidReplicaBucket, Effect: "Allow", Principal: awsPrincipal(in.RoleARN()),
+			Action:   Values{"s3:GetBucketVersioning", "s3:PutBucketVersioning"},
+			Resource: Values{dst}},
+	}
+}
+
+// ReplicationRuleFor returns the request's replication rule without a Priority, which
+// [MergeReplicationRule] sets from the configuration it is merged into.
+// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-add-config.html
+func ReplicationRuleFor(in Input, f Findings) ReplicationRule {
+	status := func(on bool) *StatusOnly {
+		if on {
+			return &StatusOnly{Status: "Enabled"}
+		}
+		return &StatusOnly{Status: "Disabled"}
+	}
+	prefix := in.Prefix
+	storage := in.StorageClass
+	if storage == "" {
+		storage = "STANDARD"
+	}
+	dst := &Destination{
+		Bucket:                  in.dstARN(),
+		Account:                 in.Destination.AccountID,
+		EncryptionConfiguration: &EncryptionConfiguration{ReplicaKmsKeyID: in.Destination.KMSKeyARN},
+		StorageClass:            storage,
+	}
+	if !f.DestinationOwnerEnforced {
+		dst.AccessControlTranslation = &AccessControlTranslation{Owner: "Destination"}
+	}
+	if in.ReplicationTimeControl {
+		// 15 minutes is the only value S3 accepts.
+		// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-time-control.html
+		fifteen := int32(15)
+		dst.ReplicationTime = &ReplicationTime{Status: "Enabled", Time: &ReplicationTimeValue{Minutes: &fifteen}}
+		dst.Metrics = &Metrics{Status: "Enabled", EventThreshold: &ReplicationTimeValue{Minutes: &fifteen}}
+	}
+	return ReplicationRule{
+		ID:                      RuleID(in.RequestID),
+		Status:                  "Enabled",
+		Filter:                  &ReplicationRuleFilter{Prefix: &prefix},
+		DeleteMarkerReplication: status(in.DeleteMarkerReplication),
+		SourceSelectionCriteria: &SourceSelectionCriteria{
+			SseKmsEncryptedObjects: status(true),
+			ReplicaModifications:   status(in.ReplicaModifications),
+		},
+		Destination: dst,
+	}
+}
+
+// Plan returns every document of a request given the preflight's findings. A dry run, which
+// has no findings, passes the zero Findings (the common case) and the Notes say so.
+func Plan(in Input, f Findings) (Documents, error) {
+	if err := in.Validate(); err != nil {
+		return Documents{}, err
+	}
+	d := Documents{
+		ReplicationRoleARN: in.RoleARN(),
+		Documents: PlannedDocuments{
+			TrustPolicy:                       TrustPolicy(in),
+			RolePolicy:                        RolePolicy(in, f),
+			DestinationKeyPolicyStatement:     DestinationKeyStatement(in),
+			DestinationBucketPolicyStatements: DestinationBucketStatements(in),
+			ReplicationRule:                   ReplicationRuleFor(in, f),
+		},
+	}
+	if f.DestinationOwnerEnforced {
+		d.Notes = append(d.Notes, "destination Object Ownership is bucket owner enforced: no owner override, no AccessControlTranslation")
+	} else {
+		d.Notes = append(d.Notes, "destination Object Ownership taken to allow ACLs (not bucket owner enforced; a dry run assumes this): replicas are handed to the destination owner")
+	}
+	if f.SourceKeyNotDelegated {
+		st := SourceKeyStatement(in)
+		d.Documents.SourceKeyPolicyStatement = &st
+		d.Notes = append(d.Notes, "the source key's policy does not delegate to the source account's IAM: the role is added to it")
+	} else {
+		d.Notes = append(d.Notes, "source key policy taken to delegate to the source account's IAM (a dry run assumes this): nothing is added to it")
+	}
+	d.Notes = append(d.Notes, "the rule's Priority is set when it is merged into the source bucket's configuration: highest existing + 1")
+	return d, nil
+}
+
+func awsPrincipal(arns ...string) *Principal {
+	return &Principal{IDs: map[string]Values{"AWS": Values(arns)}}
+}
