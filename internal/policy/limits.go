@@ -14,16 +14,16 @@ const (
 	// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/example-bucket-policies.html
 	// ("Bucket policies are limited to 20 KB in size").
 	MaxBucketPolicyBytes = 20 * 1024
-	// MaxKeyPolicyBytes is KMS's key policy size limit, 32 KB (32,768 bytes).
-	// See https://docs.aws.amazon.com/kms/latest/developerguide/resource-limits.html#key-policy-limit
+	// MaxKeyPolicyBytes is KMS's key policy size limit, 32 KiB (32,768 bytes).
+	// See https://docs.aws.amazon.com/kms/latest/APIReference/API_PutKeyPolicy.html (Policy)
 	MaxKeyPolicyBytes = 32 * 1024
 	// MaxRoleInlinePolicyChars is IAM's limit on the aggregate size of all inline policies
 	// embedded in one role, 10,240 characters; IAM does not count white space.
 	// See https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length
 	MaxRoleInlinePolicyChars = 10240
 	// MaxReplicationRules is the number of rules one replication configuration may hold.
-	// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-how-setup.html
-	// ("up to 1,000 rules").
+	// See https://docs.aws.amazon.com/AmazonS3/latest/API/API_ReplicationConfiguration.html
+	// ("can contain a maximum of 1,000 rules").
 	MaxReplicationRules = 1000
 	// MaxRoleNameLen is IAM's role name length limit.
 	// See https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html
@@ -81,8 +81,9 @@ func CheckKeyPolicy(d Document) error {
 	return nil
 }
 
-// InlinePolicyChars counts a role's inline policies as IAM does: the characters of every
-// document without white space outside strings (we write compact JSON, so none).
+// InlinePolicyChars counts a role's inline policies as IAM does, the characters of every
+// document without white space, except that white space inside strings is counted: an upper
+// bound by at most a few characters, so the check errs on the safe side.
 func InlinePolicyChars(policies map[string]Document) int {
 	n := 0
 	for _, d := range policies {
