@@ -9,10 +9,10 @@ import (
 var (
 	// ErrNotFound means no replication has the given id.
 	ErrNotFound = errors.New("replication not found")
+	// ErrBadCursor means a listing cursor was not issued by this service.
+	ErrBadCursor = errors.New("cursor is not one this service issued")
 	// ErrIdempotencyKeyReused means an Idempotency-Key was sent again with a
 	// different body.
-	// ErrBadCursor means a listing cursor was not issued by this service.
-	ErrBadCursor            = errors.New("cursor is not one this service issued")
 	ErrIdempotencyKeyReused = errors.New("idempotency key reused with a different request body")
 )
 

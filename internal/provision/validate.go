@@ -74,6 +74,13 @@ func (s Spec) Validate() error {
 }
 
 func (s Side) validate(v *ValidationError, side string) {
+	for _, f := range [][2]string{
+		{"account_id", s.AccountID}, {"region", s.Region}, {"bucket", s.Bucket}, {"kms_key_arn", s.KMSKeyARN},
+	} {
+		if f[1] == "" {
+			v.add(side+"."+f[0], "is required")
+		}
+	}
 	if !accountIDPattern.MatchString(s.AccountID) {
 		v.add(side+".account_id", "must be a 12-digit AWS account ID")
 	}

@@ -1,0 +1,152 @@
+// Package api is bucketbridge's HTTP interface: routes, request decoding and
+// validation, and RFC 9457 problem responses. openapi.yaml is its contract.
+package api
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/bucketbridge/bucketbridge/internal/provision"
+)
+
+// Store is the persistence the API needs.
+type Store interface {
+	Create(ctx context.Context, in provision.NewReplication) (r provision.Replication, replayed bool, err error)
+	Get(ctx context.Context, id string) (provision.Replication, error)
+	List(ctx context.Context, f provision.Filter) (provision.Page, error)
+	Cancel(ctx context.Context, id string) (provision.Replication, error)
+	Steps(ctx context.Context, id string) ([]provision.Step, error)
+	Events(ctx context.Context, id string, after int64) ([]provision.Event, error)
+	Ready(ctx context.Context) error
+}
+
+// Config holds what the handler is built from.
+type Config struct {
+	Store  Store
+	Logger *slog.Logger
+	// Cloud says which AWS the workers talk to ("aws" or "fake"); every
+	// replication resource carries it so a dev-mode result is never
+	// mistaken for a real one.
+	Cloud string
+	// OpenAPI is the contract served at /openapi.yaml.
+	OpenAPI []byte
+	// ReadyTimeout bounds the database check of /readyz.
+	ReadyTimeout time.Duration
+}
+
+// Server serves the HTTP API.
+type Server struct {
+	store   Store
+	log     *slog.Logger
+	cloud   string
+	openapi []byte
+	ready   time.Duration
+	router  chi.Router
+}
+
+// New builds the API's handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("api: Config.Store is required")
+	}
+	s := &Server{
+		store:   cfg.Store,
+		log:     cmp.Or(cfg.Logger, slog.Default()),
+		cloud:   cmp.Or(cfg.Cloud, "aws"),
+		openapi: cfg.OpenAPI,
+		ready:   cmp.Or(cfg.ReadyTimeout, 2*time.Second),
+	}
+	s.router = s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Routes returns the router, for tests that compare it with openapi.yaml.
+func (s *Server) Routes() chi.Routes { return s.router }
+
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, s.recoverer, s.logRequests)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.problem(w, r, &problem{Status: http.StatusNotFound, Title: "Not Found", Detail: "no route for " + r.URL.Path})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.problem(w, r, &problem{Status: http.StatusMethodNotAllowed, Title: "Method Not Allowed",
+			Detail: r.Method + " is not allowed on " + r.URL.Path})
+	})
+
+	r.Get("/livez", s.live)
+	r.Get("/healthz", s.live)
+	r.Get("/readyz", s.readyz)
+	r.Get("/openapi.yaml", s.spec)
+
+	r.Route("/v1/replications", func(r chi.Router) {
+		r.Post("/", s.createReplication)
+		r.Get("/", s.listReplications)
+		r.Get("/{id}", s.getReplication)
+		r.Get("/{id}/steps", s.listSteps)
+		r.Get("/{id}/events", s.listEvents)
+		r.Post("/{id}/cancel", s.cancelReplication)
+	})
+	return r
+}
+
+func (s *Server) live(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.ready)
+	defer cancel()
+	if err := s.store.Ready(ctx); err != nil {
+		s.log.WarnContext(ctx, "not ready", "error", err, "request_id", middleware.GetReqID(ctx))
+		s.problem(w, r, &problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable",
+			Detail: "the database is unreachable or its migrations are not current"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) spec(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(s.openapi) //nolint:errcheck // the client went away
+}
+
+// logRequests logs one line per request, without bodies or headers, which
+// may carry secrets.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		s.log.InfoContext(r.Context(), "http request",
+			"method", r.Method, "path", r.URL.Path, "status", ww.Status(),
+			"duration_ms", time.Since(start).Milliseconds(), "request_id", middleware.GetReqID(r.Context()))
+	})
+}
+
+// recoverer turns a panic into a logged 500 problem.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(r.Context(), "panic serving request", "panic", v,
+					"request_id", middleware.GetReqID(r.Context()))
+				s.problem(w, r, errInternal)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

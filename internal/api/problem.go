@@ -1,0 +1,110 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/bucketbridge/bucketbridge/internal/provision"
+)
+
+// problemTypeBase prefixes the type URI of each kind of problem.
+const problemTypeBase = "urn:bucketbridge:problem:"
+
+// problem is an RFC 9457 problem details object.
+type problem struct {
+	Type      string                 `json:"type"`
+	Title     string                 `json:"title"`
+	Status    int                    `json:"status"`
+	Detail    string                 `json:"detail,omitempty"`
+	Instance  string                 `json:"instance,omitempty"`
+	Errors    []provision.FieldError `json:"errors,omitempty"`
+	Existing  string                 `json:"existing,omitempty"`
+	RequestID string                 `json:"request_id,omitempty"`
+}
+
+func (p *problem) Error() string { return p.Title + ": " + p.Detail }
+
+// errInternal answers every error the caller cannot act on; the cause is
+// logged with the request id, never echoed.
+var errInternal = &problem{Type: problemTypeBase + "internal", Status: http.StatusInternalServerError,
+	Title: "Internal Server Error", Detail: "internal error; quote the request id when reporting it"}
+
+// badRequest is a 400 validation problem naming one field.
+func badRequest(field, message string) *problem {
+	return &problem{Type: problemTypeBase + "validation", Status: http.StatusBadRequest, Title: "Invalid request",
+		Detail: field + ": " + message, Errors: []provision.FieldError{{Field: field, Message: message}}}
+}
+
+// asProblem maps an error onto the problem the caller sees. It is the one
+// place that decides HTTP statuses for domain errors.
+func asProblem(err error) *problem {
+	var (
+		p   *problem
+		ve  *provision.ValidationError
+		dup *provision.DuplicateError
+		se  *provision.StateError
+	)
+	switch {
+	case errors.As(err, &p):
+		return p
+	case errors.As(err, &ve):
+		return &problem{Type: problemTypeBase + "validation", Status: http.StatusBadRequest, Title: "Invalid request",
+			Detail: "one or more fields are invalid; see errors", Errors: ve.Errors}
+	case errors.Is(err, provision.ErrNotFound):
+		return &problem{Type: problemTypeBase + "not-found", Status: http.StatusNotFound, Title: "Not Found",
+			Detail: "no replication has this id"}
+	case errors.As(err, &dup):
+		out := &problem{Type: problemTypeBase + "duplicate", Status: http.StatusConflict, Title: "Conflict",
+			Detail: "a live replication already covers this source bucket, destination bucket and prefix; deprovision or cancel it first"}
+		if dup.ExistingID != "" {
+			out.Existing = replicationPath(dup.ExistingID)
+		}
+		return out
+	case errors.As(err, &se):
+		return &problem{Type: problemTypeBase + "state-conflict", Status: http.StatusConflict, Title: "Conflict",
+			Detail: se.Error()}
+	case errors.Is(err, provision.ErrIdempotencyKeyReused):
+		return &problem{Type: problemTypeBase + "idempotency-key-reused", Status: http.StatusUnprocessableEntity,
+			Title: "Idempotency-Key reused", Detail: "this Idempotency-Key was first used with a different request body; use a new key for a new request"}
+	case errors.Is(err, provision.ErrBadCursor):
+		return badRequest("cursor", "is not a cursor this service issued; start again without it")
+	}
+	return nil
+}
+
+// fail answers err as a problem; unknown errors are logged and answered
+// as a bare 500.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	p := asProblem(err)
+	if p == nil {
+		s.log.ErrorContext(r.Context(), "request failed", "error", err,
+			"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()))
+		p = errInternal
+	}
+	s.problem(w, r, p)
+}
+
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, p *problem) {
+	out := *p
+	if out.Type == "" {
+		out.Type = "about:blank"
+	}
+	out.Instance = r.URL.Path
+	if out.Status >= 500 {
+		out.RequestID = middleware.GetReqID(r.Context())
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(out.Status)
+	json.NewEncoder(w).Encode(out) //nolint:errcheck // the client went away
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) //nolint:errcheck // the client went away
+}

@@ -1,0 +1,213 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/bucketbridge/bucketbridge/internal/provision"
+)
+
+const (
+	defaultLimit = 50
+	maxLimit     = 200
+	// maxIdempotencyKey bounds the header; callers use UUIDs or ticket ids.
+	maxIdempotencyKey = 255
+	// anonymous is the caller every request is attributed to until the API
+	// authenticates callers.
+	anonymous = "anonymous"
+)
+
+var (
+	accountIDPattern      = regexp.MustCompile(`^[0-9]{12}$`)
+	idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]+$`)
+)
+
+// createBody is the body of POST /v1/replications.
+type createBody struct {
+	provision.Spec
+	DryRun bool `json:"dry_run"`
+}
+
+// resource is a replication as the API shows it.
+type resource struct {
+	provision.Replication
+	Cloud string `json:"cloud"`
+	Links links  `json:"links"`
+}
+
+type links struct {
+	Self   string `json:"self"`
+	Steps  string `json:"steps"`
+	Events string `json:"events"`
+}
+
+func replicationPath(id string) string { return "/v1/replications/" + id }
+
+func (s *Server) resource(r provision.Replication) resource {
+	self := replicationPath(r.ID)
+	return resource{Replication: r, Cloud: s.cloud, Links: links{Self: self, Steps: self + "/steps", Events: self + "/events"}}
+}
+
+func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
+	body := createBody{Spec: provision.Spec{Verify: true, Rule: provision.Rule{StorageClass: provision.DefaultStorageClass}}}
+	if err := decodeJSON(w, r, &body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := body.Spec.Validate(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" && (len(key) > maxIdempotencyKey || !idempotencyKeyPattern.MatchString(key)) {
+		s.fail(w, r, badRequest("Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces"))
+		return
+	}
+	// The hash covers the decoded request, so whitespace and field order do
+	// not make a retry look like a different request.
+	canonical, err := json.Marshal(body.Spec)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	hash := sha256.Sum256(canonical)
+	rep, replayed, err := s.store.Create(r.Context(), provision.NewReplication{
+		Spec: body.Spec, RequestedBy: anonymous, IdempotencyKey: key, RequestHash: hash[:],
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Location", replicationPath(rep.ID))
+	writeJSON(w, http.StatusAccepted, s.resource(rep))
+}
+
+func (s *Server) getReplication(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.store.Get(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.resource(rep))
+}
+
+// listPage is the body of GET /v1/replications.
+type listPage struct {
+	Items      []resource `json:"items"`
+	NextCursor *string    `json:"next_cursor"`
+}
+
+func (s *Server) listReplications(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilter(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page, err := s.store.List(r.Context(), f)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := listPage{Items: make([]resource, len(page.Items))}
+	for i, rep := range page.Items {
+		out.Items[i] = s.resource(rep)
+	}
+	if page.Next != "" {
+		out.NextCursor = &page.Next
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// parseFilter reads the listing's query parameters.
+func parseFilter(r *http.Request) (provision.Filter, error) {
+	q := r.URL.Query()
+	f := provision.Filter{
+		State: provision.State(q.Get("state")), AccountID: q.Get("account_id"),
+		Ticket: q.Get("ticket"), After: q.Get("cursor"), Limit: defaultLimit,
+	}
+	var ve provision.ValidationError
+	if f.State != "" && !f.State.Valid() {
+		names := make([]string, len(provision.States))
+		for i, st := range provision.States {
+			names[i] = string(st)
+		}
+		ve.Errors = append(ve.Errors, provision.FieldError{Field: "state", Message: "must be one of " + strings.Join(names, ", ")})
+	}
+	if f.AccountID != "" && !accountIDPattern.MatchString(f.AccountID) {
+		ve.Errors = append(ve.Errors, provision.FieldError{Field: "account_id", Message: "must be a 12-digit AWS account ID"})
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			ve.Errors = append(ve.Errors, provision.FieldError{Field: "limit", Message: "must be a whole number from 1 to 200"})
+		}
+		f.Limit = n
+	}
+	if len(ve.Errors) > 0 {
+		return f, &ve
+	}
+	return f, nil
+}
+
+// stepList is the body of GET /v1/replications/{id}/steps.
+type stepList struct {
+	Items []provision.Step `json:"items"`
+}
+
+func (s *Server) listSteps(w http.ResponseWriter, r *http.Request) {
+	steps, err := s.store.Steps(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, stepList{Items: nonNil(steps)})
+}
+
+// eventList is the body of GET /v1/replications/{id}/events.
+type eventList struct {
+	Items []provision.Event `json:"items"`
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	var after int64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.fail(w, r, badRequest("after", "must be an event id (a whole number, 0 or more)"))
+			return
+		}
+		after = n
+	}
+	events, err := s.store.Events(r.Context(), chi.URLParam(r, "id"), after)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, eventList{Items: nonNil(events)})
+}
+
+func (s *Server) cancelReplication(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.store.Cancel(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.resource(rep))
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](items []T) []T {
+	if items == nil {
+		return []T{}
+	}
+	return items
+}
