@@ -275,8 +275,8 @@ func clonePrincipal(p *Principal) *Principal {
 	return out
 }
 
-// cloneConfig and cloneRule copy through JSON: the types are plain data and this keeps every
-// nested pointer unshared.
+// cloneConfig and cloneRule deep-copy, so results never share pointers with their inputs.
+// (Not through JSON: that would turn invalid UTF-8 in an ID into U+FFFD and lose the rule.)
 func cloneConfig(c ReplicationConfiguration) ReplicationConfiguration {
 	out := c
 	out.extra = maps.Clone(c.extra)
@@ -288,13 +288,64 @@ func cloneConfig(c ReplicationConfiguration) ReplicationConfiguration {
 }
 
 func cloneRule(r ReplicationRule) ReplicationRule {
-	b, err := r.MarshalJSON()
-	if err != nil {
-		return r
+	out := r
+	out.Priority = ptr(r.Priority)
+	out.Prefix = ptr(r.Prefix)
+	out.DeleteMarkerReplication = ptr(r.DeleteMarkerReplication)
+	out.ExistingObjectReplication = ptr(r.ExistingObjectReplication)
+	if f := r.Filter; f != nil {
+		out.Filter = &ReplicationRuleFilter{Prefix: ptr(f.Prefix), Tag: cloneTag(f.Tag)}
+		if f.And != nil {
+			out.Filter.And = &ReplicationRuleAndOperator{Prefix: ptr(f.And.Prefix)}
+			if f.And.Tags != nil {
+				out.Filter.And.Tags = make([]Tag, len(f.And.Tags))
+				for i := range f.And.Tags {
+					out.Filter.And.Tags[i] = *cloneTag(&f.And.Tags[i])
+				}
+			}
+		}
 	}
-	var out ReplicationRule
-	if err := out.UnmarshalJSON(b); err != nil {
-		return r
+	if s := r.SourceSelectionCriteria; s != nil {
+		out.SourceSelectionCriteria = &SourceSelectionCriteria{
+			SseKmsEncryptedObjects: ptr(s.SseKmsEncryptedObjects),
+			ReplicaModifications:   ptr(s.ReplicaModifications),
+		}
 	}
+	if d := r.Destination; d != nil {
+		dst := *d
+		dst.AccessControlTranslation = ptr(d.AccessControlTranslation)
+		dst.EncryptionConfiguration = ptr(d.EncryptionConfiguration)
+		if d.ReplicationTime != nil {
+			dst.ReplicationTime = &ReplicationTime{Status: d.ReplicationTime.Status, Time: cloneTime(d.ReplicationTime.Time)}
+		}
+		if d.Metrics != nil {
+			dst.Metrics = &Metrics{Status: d.Metrics.Status, EventThreshold: cloneTime(d.Metrics.EventThreshold)}
+		}
+		out.Destination = &dst
+	}
+	out.extra = maps.Clone(r.extra)
 	return out
+}
+
+func cloneTag(t *Tag) *Tag {
+	if t == nil {
+		return nil
+	}
+	return &Tag{Key: ptr(t.Key), Value: ptr(t.Value)}
+}
+
+func cloneTime(t *ReplicationTimeValue) *ReplicationTimeValue {
+	if t == nil {
+		return nil
+	}
+	return &ReplicationTimeValue{Minutes: ptr(t.Minutes)}
+}
+
+// ptr returns a copy of *p, or nil.
+func ptr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

@@ -450,3 +450,32 @@ func TestRolePolicies(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeDoesNotAlias proves results share no memory with inputs: the provisioner records
+// the before and after documents of a step, and an edit to one must not show in the other.
+func TestMergeDoesNotAlias(t *testing.T) {
+	t.Parallel()
+	c := ReplicationConfiguration{Role: roleA, Rules: []ReplicationRule{rule("theirs", 1)}}
+	c.Rules[0].Filter.And = &ReplicationRuleAndOperator{Tags: []Tag{{Key: new("k")}}}
+	before, _ := json.Marshal(c)
+	merged, err := MergeReplicationRule(&c, roleA, ReplicationRuleFor(testInput(), Findings{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	*merged.Rules[0].Priority = 99
+	*merged.Rules[0].Filter.Prefix = "changed"
+	*merged.Rules[0].Filter.And.Tags[0].Key = "changed"
+	merged.Rules[0].Destination.Bucket = "changed"
+	if after, _ := json.Marshal(c); string(after) != string(before) {
+		t.Errorf("editing the merged configuration changed the input:\n%s\n%s", before, after)
+	}
+
+	doc := with(Document{}, bucketStatements(roleB)...)
+	docBefore := docJSON(t, doc)
+	m := MergeStatements(doc, bucketStatements(roleA)...)
+	m.Statement[0].Principal.IDs["AWS"][0] = "changed"
+	m.Statement[0].Action[0] = "changed"
+	if docJSON(t, doc) != docBefore {
+		t.Error("editing the merged policy changed the input")
+	}
+}
