@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +38,11 @@ type config struct {
 	DatabaseURL string
 	Listen      string
 	Cloud       string
+	// Tokens authenticate API callers: token → caller name (BB_API_TOKENS,
+	// "name:token,name:token").
+	Tokens api.Tokens
+	// DevToken is set when dev mode made up a token because none was given.
+	DevToken bool
 	// ShutdownGrace bounds how long in-flight requests may finish on shutdown.
 	ShutdownGrace time.Duration
 }
@@ -61,6 +68,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		return cfg, fmt.Errorf("BB_SHUTDOWN_GRACE: want a positive duration such as 20s, got %q", getenv("BB_SHUTDOWN_GRACE"))
 	}
 	cfg.ShutdownGrace = grace
+	if cfg.Tokens, err = parseTokens(getenv("BB_API_TOKENS")); err != nil {
+		return cfg, err
+	}
 
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP on (BB_LISTEN)")
@@ -79,7 +89,40 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if cfg.Cloud != "aws" && cfg.Cloud != "fake" {
 		return cfg, fmt.Errorf("BB_CLOUD: want aws or fake, got %q", cfg.Cloud)
 	}
+	if len(cfg.Tokens) == 0 {
+		if cfg.Cloud != "fake" {
+			return cfg, errors.New("BB_API_TOKENS: set at least one name:token pair; the API is never served unauthenticated")
+		}
+		cfg.Tokens, cfg.DevToken = api.Tokens{devToken: "dev"}, true
+	}
 	return cfg, nil
+}
+
+// devToken is the API token of dev mode (BB_CLOUD=fake) when BB_API_TOKENS
+// is unset, so the README's examples work as printed.
+const devToken = "dev-token"
+
+// minTokenLength keeps guessable tokens out of production.
+const minTokenLength = 16
+
+// parseTokens reads "name:token,name:token".
+func parseTokens(v string) (api.Tokens, error) {
+	tokens := api.Tokens{}
+	for pair := range strings.SplitSeq(v, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, token, ok := strings.Cut(pair, ":")
+		if !ok || name == "" || len(token) < minTokenLength {
+			return nil, fmt.Errorf("BB_API_TOKENS: want name:token pairs with tokens of at least %d characters", minTokenLength)
+		}
+		if _, dup := tokens[token]; dup {
+			return nil, fmt.Errorf("BB_API_TOKENS: two callers share a token")
+		}
+		tokens[token] = name
+	}
+	return tokens, nil
 }
 
 // LogValue masks the database password so the config can be logged.
@@ -88,11 +131,17 @@ func (c config) LogValue() slog.Value {
 	if u, err := url.Parse(c.DatabaseURL); err == nil {
 		db = u.Redacted()
 	}
+	callers := make([]string, 0, len(c.Tokens))
+	for _, name := range c.Tokens {
+		callers = append(callers, name)
+	}
+	slices.Sort(callers)
 	return slog.GroupValue(
 		slog.String("database_url", db),
+		slog.Any("api_callers", callers),
 		slog.String("listen", c.Listen),
 		slog.String("cloud", c.Cloud),
-		slog.Duration("shutdown_grace", c.ShutdownGrace),
+		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 	)
 }
 
@@ -105,6 +154,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log.InfoContext(ctx, "starting", "config", cfg)
+	if cfg.Cloud == "fake" {
+		log.WarnContext(ctx, "dev mode: BB_CLOUD=fake provisions an in-memory AWS; nothing real is created")
+	}
+	if cfg.DevToken {
+		log.WarnContext(ctx, "dev mode: BB_API_TOKENS is unset, so the API accepts the token "+devToken)
+	}
 
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -115,7 +170,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 
-	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI})
+	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI, Tokens: cfg.Tokens})
 	if err != nil {
 		return err
 	}
@@ -151,4 +206,3 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("stopped")
 	return nil
 }
-

@@ -37,6 +37,8 @@ type Config struct {
 	Cloud string
 	// OpenAPI is the contract served at /openapi.yaml.
 	OpenAPI []byte
+	// Tokens authenticate callers of /v1; at least one is required.
+	Tokens Tokens
 	// ReadyTimeout bounds the database check of /readyz.
 	ReadyTimeout time.Duration
 }
@@ -48,6 +50,7 @@ type Server struct {
 	cloud   string
 	openapi []byte
 	ready   time.Duration
+	tokens  Tokens
 	router  chi.Router
 }
 
@@ -56,12 +59,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("api: Config.Store is required")
 	}
+	if len(cfg.Tokens) == 0 {
+		return nil, errors.New("api: at least one API token is required")
+	}
 	s := &Server{
 		store:   cfg.Store,
 		log:     cmp.Or(cfg.Logger, slog.Default()),
 		cloud:   cmp.Or(cfg.Cloud, "aws"),
 		openapi: cfg.OpenAPI,
 		ready:   cmp.Or(cfg.ReadyTimeout, 2*time.Second),
+		tokens:  cfg.Tokens,
 	}
 	s.router = s.routes()
 	return s, nil
@@ -90,6 +97,7 @@ func (s *Server) routes() chi.Router {
 	r.Get("/openapi.yaml", s.spec)
 
 	r.Route("/v1/replications", func(r chi.Router) {
+		r.Use(s.authenticate)
 		r.Post("/", s.createReplication)
 		r.Get("/", s.listReplications)
 		r.Get("/{id}", s.getReplication)

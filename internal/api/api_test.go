@@ -35,6 +35,12 @@ var spec = sync.OnceValues(func() (*openapi3.T, error) {
 	return doc, doc.Validate(context.Background())
 })
 
+// tokens are the API tokens every fixture accepts; do sends portalToken
+// unless told otherwise.
+var tokens = api.Tokens{portalToken: "portal", "jira-token": "jira"}
+
+const portalToken = "portal-token"
+
 type fixture struct {
 	t   *testing.T
 	srv *httptest.Server
@@ -51,7 +57,7 @@ func setup(t *testing.T) *fixture {
 
 func newFixture(t *testing.T, st api.Store) *fixture {
 	t.Helper()
-	a, err := api.New(api.Config{Store: st, Cloud: "fake", OpenAPI: bucketbridge.OpenAPI,
+	a, err := api.New(api.Config{Store: st, Cloud: "fake", OpenAPI: bucketbridge.OpenAPI, Tokens: tokens,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +161,7 @@ func (f *fixture) do(method, path string, body any, headers ...string) response 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+portalToken)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
@@ -176,7 +183,7 @@ func TestEveryRouteIsInTheSpecAndEverySpecPathIsRouted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("openapi.yaml is not a valid OpenAPI document: %v", err)
 	}
-	a, err := api.New(api.Config{Store: unreachableStore{}})
+	a, err := api.New(api.Config{Store: unreachableStore{}, Tokens: tokens})
 	if err != nil {
 		t.Fatal(err)
 	}

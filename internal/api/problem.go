@@ -96,13 +96,16 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, p *problem) {
 	if out.Status >= 500 {
 		out.RequestID = middleware.GetReqID(r.Context())
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(out.Status)
-	json.NewEncoder(w).Encode(out) //nolint:errcheck // the client went away
+	writeJSONAs(w, "application/problem+json", out.Status, out)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	writeJSONAs(w, "application/json", status, v)
+}
+
+// writeJSONAs writes v indented, since admins read answers in a terminal.
+func writeJSONAs(w http.ResponseWriter, contentType string, status int, v any) {
+	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -18,9 +18,6 @@ const (
 	maxLimit     = 200
 	// maxIdempotencyKey bounds the header; callers use UUIDs or ticket ids.
 	maxIdempotencyKey = 255
-	// anonymous is the caller every request is attributed to until the API
-	// authenticates callers.
-	anonymous = "anonymous"
 )
 
 var (
@@ -78,7 +75,7 @@ func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 	}
 	hash := sha256.Sum256(canonical)
 	rep, replayed, err := s.store.Create(r.Context(), provision.NewReplication{
-		Spec: body.Spec, RequestedBy: anonymous, IdempotencyKey: key, RequestHash: hash[:],
+		Spec: body.Spec, RequestedBy: callerFrom(r.Context()), IdempotencyKey: key, RequestHash: hash[:],
 	})
 	if err != nil {
 		s.fail(w, r, err)

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bucketbridge/bucketbridge/internal/store/storetest"
+)
+
+// lockedBuffer collects the server's log while it runs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestRunServesMigratesAndShutsDown(t *testing.T) {
+	t.Parallel()
+	dbURL := strings.Replace(storetest.NewDatabase(t), "postgres@", "postgres:hunter2@", 1)
+	addr := freeAddr(t)
+	env := map[string]string{
+		"DATABASE_URL":  dbURL,
+		"BB_LISTEN":     addr,
+		"BB_CLOUD":      "fake",
+		"BB_API_TOKENS": "portal:0123456789abcdef",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &logs) }()
+
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready in 30 s; log:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	body := `{"source":{"account_id":"111111111111","region":"us-east-1","bucket":"demo-source",
+		"kms_key_arn":"arn:aws:kms:us-east-1:111111111111:key/11111111-1111-4111-8111-111111111111"},
+		"destination":{"account_id":"222222222222","region":"us-west-2","bucket":"demo-destination",
+		"kms_key_arn":"arn:aws:kms:us-west-2:222222222222:key/22222222-2222-4222-8222-222222222222"}}`
+	req, _ := http.NewRequest("POST", base+"/v1/replications", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ State, Cloud, RequestedBy string }
+	json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || created.Cloud != "fake" {
+		t.Fatalf("create = %d %+v", resp.StatusCode, created)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	out := logs.String()
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "0123456789abcdef") {
+		t.Errorf("log reveals a secret:\n%s", out)
+	}
+	if !strings.Contains(out, "dev mode") {
+		t.Errorf("log does not warn about dev mode:\n%s", out)
+	}
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"BB_CLOUD": "gcp"}, "BB_CLOUD"},
+		{map[string]string{"BB_CLOUD": "aws"}, "BB_API_TOKENS"},
+		{map[string]string{"BB_API_TOKENS": "portal:short"}, "BB_API_TOKENS"},
+		{map[string]string{"BB_LISTEN": "8080", "BB_API_TOKENS": "p:0123456789abcdef"}, "BB_LISTEN"},
+		{map[string]string{"DATABASE_URL": "mysql://x", "BB_API_TOKENS": "p:0123456789abcdef"}, "DATABASE_URL"},
+		{map[string]string{"BB_SHUTDOWN_GRACE": "soon", "BB_API_TOKENS": "p:0123456789abcdef"}, "BB_SHUTDOWN_GRACE"},
+	} {
+		_, err := loadConfig(nil, func(k string) string { return tc.env[k] })
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("env %v: error %v, want one naming %s", tc.env, err, tc.want)
+		}
+	}
+}
