@@ -86,7 +86,7 @@ func newMotoWorld(t *testing.T) world {
 	hc := &http.Client{Timeout: 3 * time.Second}
 	resp, err := hc.Get(u + "/moto-api/")
 	if err != nil {
-		t.Fatalf("moto does not answer at %s (%v): start it with `python3 -m moto.server -H 127.0.0.1 -p 5000` (or scripts/moto.sh, or `make test`), or point MOTO_URL at a running moto", u, err)
+		t.Fatalf("moto does not answer at %s (%v): start it with `python3 -m moto.server -H 127.0.0.1 -p 5000` (or scripts/ensure-moto.sh, or `make test`), or point MOTO_URL at a running moto", u, err)
 	}
 	resp.Body.Close()
 	return &motoWorld{url: u}
