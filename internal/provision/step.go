@@ -1,0 +1,230 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// CallerIdentity is the STS call a step makes to prove which account a
+// session acts in.
+type CallerIdentity interface {
+	GetCallerIdentity(ctx context.Context, in *sts.GetCallerIdentityInput, optFns ...func(*sts.Options)) (*sts.GetCallerIdentityOutput, error)
+}
+
+// IAMAPI is the IAM calls steps make; *iam.Client satisfies it.
+type IAMAPI interface {
+	GetRole(ctx context.Context, in *iam.GetRoleInput, optFns ...func(*iam.Options)) (*iam.GetRoleOutput, error)
+	CreateRole(ctx context.Context, in *iam.CreateRoleInput, optFns ...func(*iam.Options)) (*iam.CreateRoleOutput, error)
+	UpdateAssumeRolePolicy(ctx context.Context, in *iam.UpdateAssumeRolePolicyInput, optFns ...func(*iam.Options)) (*iam.UpdateAssumeRolePolicyOutput, error)
+	TagRole(ctx context.Context, in *iam.TagRoleInput, optFns ...func(*iam.Options)) (*iam.TagRoleOutput, error)
+	GetRolePolicy(ctx context.Context, in *iam.GetRolePolicyInput, optFns ...func(*iam.Options)) (*iam.GetRolePolicyOutput, error)
+	PutRolePolicy(ctx context.Context, in *iam.PutRolePolicyInput, optFns ...func(*iam.Options)) (*iam.PutRolePolicyOutput, error)
+	ListRolePolicies(ctx context.Context, in *iam.ListRolePoliciesInput, optFns ...func(*iam.Options)) (*iam.ListRolePoliciesOutput, error)
+	DeleteRolePolicy(ctx context.Context, in *iam.DeleteRolePolicyInput, optFns ...func(*iam.Options)) (*iam.DeleteRolePolicyOutput, error)
+	DeleteRole(ctx context.Context, in *iam.DeleteRoleInput, optFns ...func(*iam.Options)) (*iam.DeleteRoleOutput, error)
+}
+
+// KMSAPI is the KMS calls steps make; *kms.Client satisfies it.
+type KMSAPI interface {
+	DescribeKey(ctx context.Context, in *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+	GetKeyPolicy(ctx context.Context, in *kms.GetKeyPolicyInput, optFns ...func(*kms.Options)) (*kms.GetKeyPolicyOutput, error)
+	PutKeyPolicy(ctx context.Context, in *kms.PutKeyPolicyInput, optFns ...func(*kms.Options)) (*kms.PutKeyPolicyOutput, error)
+}
+
+// S3API is the S3 calls steps make; *s3.Client satisfies it.
+type S3API interface {
+	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, optFns ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
+	GetBucketLocation(ctx context.Context, in *s3.GetBucketLocationInput, optFns ...func(*s3.Options)) (*s3.GetBucketLocationOutput, error)
+	GetBucketVersioning(ctx context.Context, in *s3.GetBucketVersioningInput, optFns ...func(*s3.Options)) (*s3.GetBucketVersioningOutput, error)
+	PutBucketVersioning(ctx context.Context, in *s3.PutBucketVersioningInput, optFns ...func(*s3.Options)) (*s3.PutBucketVersioningOutput, error)
+	GetBucketEncryption(ctx context.Context, in *s3.GetBucketEncryptionInput, optFns ...func(*s3.Options)) (*s3.GetBucketEncryptionOutput, error)
+	GetBucketOwnershipControls(ctx context.Context, in *s3.GetBucketOwnershipControlsInput, optFns ...func(*s3.Options)) (*s3.GetBucketOwnershipControlsOutput, error)
+	GetBucketPolicy(ctx context.Context, in *s3.GetBucketPolicyInput, optFns ...func(*s3.Options)) (*s3.GetBucketPolicyOutput, error)
+	PutBucketPolicy(ctx context.Context, in *s3.PutBucketPolicyInput, optFns ...func(*s3.Options)) (*s3.PutBucketPolicyOutput, error)
+	DeleteBucketPolicy(ctx context.Context, in *s3.DeleteBucketPolicyInput, optFns ...func(*s3.Options)) (*s3.DeleteBucketPolicyOutput, error)
+	GetBucketReplication(ctx context.Context, in *s3.GetBucketReplicationInput, optFns ...func(*s3.Options)) (*s3.GetBucketReplicationOutput, error)
+	PutBucketReplication(ctx context.Context, in *s3.PutBucketReplicationInput, optFns ...func(*s3.Options)) (*s3.PutBucketReplicationOutput, error)
+	DeleteBucketReplication(ctx context.Context, in *s3.DeleteBucketReplicationInput, optFns ...func(*s3.Options)) (*s3.DeleteBucketReplicationOutput, error)
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	ListObjectVersions(ctx context.Context, in *s3.ListObjectVersionsInput, optFns ...func(*s3.Options)) (*s3.ListObjectVersionsOutput, error)
+}
+
+// Account is one AWS account as steps see it: a provisioner session with
+// S3 and KMS bound to the region of the request's bucket there.
+type Account struct {
+	ID  string
+	STS CallerIdentity
+	IAM IAMAPI
+	KMS KMSAPI
+	S3  S3API
+}
+
+// Sessions opens provisioner sessions in accounts (AssumeRole into the
+// provisioner role with the ExternalId), caching credentials until they
+// near expiry.
+type Sessions interface {
+	Account(ctx context.Context, accountID, region string) (*Account, error)
+}
+
+// Facts are what steps learned that later steps need, possibly on another
+// worker after a crash: the engine stores them with every step result.
+type Facts struct {
+	// DestinationOwnerEnforced: Y's Object Ownership is BucketOwnerEnforced.
+	DestinationOwnerEnforced bool `json:"destination_owner_enforced"`
+	// SourceKeyNotDelegated: KA's key policy does not delegate to A's IAM, so
+	// the role must be named in it.
+	SourceKeyNotDelegated bool `json:"source_key_not_delegated"`
+	// RoleName is the replication role: bucketbridge's, or the one named by
+	// the source bucket's existing replication configuration.
+	RoleName string `json:"role_name,omitempty"`
+	// RoleAdopted: the role was not created by bucketbridge and is never deleted by it.
+	RoleAdopted bool `json:"role_adopted"`
+	// RoleCreatedAt is when bucketbridge created the role; IAM propagation
+	// errors are retried for a bounded time after it.
+	RoleCreatedAt *time.Time `json:"role_created_at,omitempty"`
+	// VersioningEnabledAt is when bucketbridge enabled versioning on a
+	// bucket; "versioning must be enabled" is retried for a bounded time after it.
+	VersioningEnabledAt *time.Time `json:"versioning_enabled_at,omitempty"`
+	// CanaryLatency is how long the canary took to replicate.
+	CanaryLatency time.Duration `json:"canary_latency_ns,omitempty"`
+}
+
+// StepConfig tunes steps.
+type StepConfig struct {
+	// TrustConditions adds the confused-deputy conditions to the role's
+	// trust policy (BB_TRUST_CONDITIONS).
+	TrustConditions bool
+	// VerifyTimeout bounds how long the canary may take to replicate
+	// (BB_VERIFY_TIMEOUT, default 15m).
+	VerifyTimeout time.Duration
+	// PollInterval is how often the canary's replication status is read.
+	PollInterval time.Duration
+}
+
+// Run is what one step works with.
+type Run struct {
+	Replication Replication
+	Source      *Account
+	Destination *Account
+	Config      StepConfig
+	// Lock takes the Postgres advisory lock named by key (a document's ARN)
+	// and returns its release; hold it across read-modify-write of a shared
+	// document so concurrent requests never lose each other's statements.
+	Lock func(ctx context.Context, key string) (unlock func(), err error)
+	// Now is the clock.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	facts Facts
+}
+
+// NewRun returns a run that starts from what earlier steps learned.
+func NewRun(r Replication, facts Facts) *Run {
+	return &Run{Replication: r, facts: facts, Now: time.Now}
+}
+
+// Facts returns a copy of what steps learned so far.
+func (r *Run) Facts() Facts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.facts
+}
+
+// Learn records something a step found; steps of one group call it
+// concurrently.
+func (r *Run) Learn(update func(*Facts)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	update(&r.facts)
+}
+
+// Result is the record of what a step did.
+type Result struct {
+	// Changed: the step wrote something.
+	Changed bool
+	// Before and After are the documents as read and as left, stored as JSON.
+	Before any
+	After  any
+	// Skipped: the step did not apply to this request (for example verify
+	// when the request asked for none, or a key that needs no statement).
+	Skipped bool
+}
+
+// StepFunc performs one step. It returns nil to advance, an error made by
+// Retry to be run again after a delay, an error made by Permanent to fail
+// the request, and any other error to be retried with backoff until the
+// request's deadline.
+type StepFunc func(ctx context.Context, run *Run) (Result, error)
+
+// RetryError asks for the step to run again after a delay.
+type RetryError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryError) Error() string { return fmt.Sprintf("retry in %s: %v", e.After, e.Err) }
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Retry keeps the step and runs it again after d.
+func Retry(d time.Duration, err error) error { return &RetryError{After: d, Err: err} }
+
+// PermanentError fails the request. Detail tells a human what to fix.
+type PermanentError struct {
+	Detail string
+	Err    error
+}
+
+func (e *PermanentError) Error() string {
+	if e.Err == nil {
+		return e.Detail
+	}
+	return e.Detail + ": " + e.Err.Error()
+}
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent fails the request with a detail saying what to fix.
+func Permanent(detail string, err error) error { return &PermanentError{Detail: detail, Err: err} }
+
+// IsPermanent reports whether err fails the request.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// Phase says whether a step builds replication up or takes it down.
+type Phase string
+
+const (
+	// PhaseProvision steps run from pending/running to succeeded.
+	PhaseProvision Phase = "provision"
+	// PhaseDeprovision steps run from deprovisioning to deprovisioned.
+	PhaseDeprovision Phase = "deprovision"
+)
+
+// Where says which account a step touches.
+type Where string
+
+const (
+	InSource      Where = "source"
+	InDestination Where = "destination"
+	InBoth        Where = "both"
+)
+
+// StepDef is one row of a phase's step table. Steps with the same Group
+// touch different documents and run concurrently; groups run in order.
+type StepDef struct {
+	Name  string
+	Where Where
+	Group int
+	Run   StepFunc
+}
