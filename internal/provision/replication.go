@@ -25,7 +25,8 @@ const (
 	// StateFailed: a step failed permanently; last_error says why. Leaves
 	// for running (retry) or deprovisioning.
 	StateFailed State = "failed"
-	// StateCancelled: a caller cancelled it before it finished. Final.
+	// StateCancelled: a caller cancelled it before it finished. Leaves only
+	// for deprovisioning, which removes what it did before it stopped.
 	StateCancelled State = "cancelled"
 	// StateDeprovisioning: a worker is removing what bucketbridge added.
 	// Leaves for deprovisioned, or failed when removal fails permanently.
@@ -38,6 +39,19 @@ const (
 var States = []State{
 	StatePending, StateRunning, StateSucceeded, StateFailed,
 	StateCancelled, StateDeprovisioning, StateDeprovisioned,
+}
+
+// Transitions lists, for each state, the states a request may move to
+// next, and who moves it: workers (claim, finish, fail) or callers (cancel,
+// retry, deprovision).
+var Transitions = map[State][]State{
+	StatePending:        {StateRunning, StateCancelled},
+	StateRunning:        {StateSucceeded, StateFailed, StateCancelled},
+	StateSucceeded:      {StateDeprovisioning},
+	StateFailed:         {StateRunning, StateDeprovisioning},
+	StateCancelled:      {StateDeprovisioning},
+	StateDeprovisioning: {StateDeprovisioned, StateFailed},
+	StateDeprovisioned:  nil,
 }
 
 // Valid reports whether s is one of States.
@@ -95,14 +109,20 @@ type Spec struct {
 type Replication struct {
 	ID string `json:"id"`
 	Spec
-	State       State           `json:"state"`
-	CurrentStep string          `json:"current_step,omitempty"`
-	Attempt     int             `json:"attempt"`
-	LastError   json.RawMessage `json:"last_error"`
-	RequestedBy string          `json:"requested_by"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-	FinishedAt  *time.Time      `json:"finished_at"`
+	State State `json:"state"`
+	// Phase is the step table the request is in: provision, or deprovision
+	// once a caller asked to remove it.
+	Phase Phase `json:"phase"`
+	// CancelRequested: a caller cancelled it while a worker was running it;
+	// it stops after the current step.
+	CancelRequested bool            `json:"cancel_requested"`
+	CurrentStep     string          `json:"current_step,omitempty"`
+	Attempt         int             `json:"attempt"`
+	LastError       json.RawMessage `json:"last_error"`
+	RequestedBy     string          `json:"requested_by"`
+	CreatedAt       time.Time       `json:"created_at"`
+	UpdatedAt       time.Time       `json:"updated_at"`
+	FinishedAt      *time.Time      `json:"finished_at"`
 }
 
 // NewReplication is a request to store: the spec, who asks, and the

@@ -22,8 +22,8 @@ import (
 const replicationColumns = `id, state, source_account_id, source_region, source_bucket, source_kms_key_arn,
 	destination_account_id, destination_region, destination_bucket, destination_kms_key_arn,
 	rule_prefix, delete_marker_replication, replica_modifications, storage_class, replication_time_control,
-	enable_versioning, verify, ticket, callback_url, requested_by, current_step, attempt, last_error,
-	created_at, updated_at, finished_at`
+	enable_versioning, verify, ticket, callback_url, requested_by, phase, cancel_requested, current_step,
+	attempt, last_error, created_at, updated_at, finished_at`
 
 // replicationRow is one row of replications as the queries return it.
 type replicationRow struct {
@@ -47,6 +47,8 @@ type replicationRow struct {
 	Ticket                  string
 	CallbackURL             string `db:"callback_url"`
 	RequestedBy             string
+	Phase                   string
+	CancelRequested         bool
 	CurrentStep             string
 	Attempt                 int
 	LastError               []byte
@@ -79,14 +81,16 @@ func (r replicationRow) domain() provision.Replication {
 			Ticket:           r.Ticket,
 			CallbackURL:      r.CallbackURL,
 		},
-		State:       provision.State(r.State),
-		CurrentStep: r.CurrentStep,
-		Attempt:     r.Attempt,
-		LastError:   json.RawMessage(r.LastError),
-		RequestedBy: r.RequestedBy,
-		CreatedAt:   r.CreatedAt,
-		UpdatedAt:   r.UpdatedAt,
-		FinishedAt:  r.FinishedAt,
+		State:           provision.State(r.State),
+		Phase:           provision.Phase(r.Phase),
+		CancelRequested: r.CancelRequested,
+		CurrentStep:     r.CurrentStep,
+		Attempt:         r.Attempt,
+		LastError:       json.RawMessage(r.LastError),
+		RequestedBy:     r.RequestedBy,
+		CreatedAt:       r.CreatedAt,
+		UpdatedAt:       r.UpdatedAt,
+		FinishedAt:      r.FinishedAt,
 	}
 }
 
@@ -317,14 +321,71 @@ func decodeCursor(c string) (time.Time, uuid.UUID, error) {
 	return time.UnixMicro(n), uid, nil
 }
 
-const cancelPending = `UPDATE replications
-SET state = 'cancelled', finished_at = now(), updated_at = now(), next_run_at = now()
-WHERE id = $1 AND state = 'pending'
+// cancel stops a pending request at once, and asks the worker running a
+// request to stop after its current step.
+const cancel = `UPDATE replications SET
+    state = CASE WHEN state = 'pending' THEN 'cancelled'::replication_state ELSE state END,
+    finished_at = CASE WHEN state = 'pending' THEN now() END,
+    cancel_requested = (state = 'running'),
+    updated_at = now()
+WHERE id = $1 AND state IN ('pending', 'running')
 RETURNING ` + replicationColumns
 
-// Cancel moves a pending request to cancelled. A request in any other state
-// answers *provision.StateError.
+// Cancel cancels a pending request, or asks for a running one to stop
+// after its current step (CancelRequested). Any other state answers
+// *provision.StateError.
 func (s *Store) Cancel(ctx context.Context, id string) (provision.Replication, error) {
+	return s.transition(ctx, id, "cancel", cancel, func(r provision.Replication) string {
+		if r.State == provision.StateCancelled {
+			return "cancelled by caller"
+		}
+		return "cancel requested; stopping after the current step"
+	})
+}
+
+// retry resumes a failed request in the phase it failed in, from its first
+// unfinished step, with a fresh deadline.
+const retry = `UPDATE replications SET
+    state = CASE WHEN phase = 'deprovision' THEN 'deprovisioning'::replication_state ELSE 'running'::replication_state END,
+    finished_at = NULL, next_run_at = now(), phase_started_at = now(), attempt = 0, updated_at = now()
+WHERE id = $1 AND state = 'failed'
+RETURNING ` + replicationColumns
+
+// Retry resumes a failed request from its failed step.
+func (s *Store) Retry(ctx context.Context, id string) (provision.Replication, error) {
+	return s.transition(ctx, id, "retry", retry, func(provision.Replication) string { return "retry requested" })
+}
+
+// deprovision starts removing what a finished request added. A cancelled
+// request may have provisioned part of its documents before it stopped.
+const deprovision = `UPDATE replications SET
+    state = 'deprovisioning', phase = 'deprovision', finished_at = NULL, next_run_at = now(),
+    phase_started_at = now(), attempt = 0, last_error = NULL, current_step = '', updated_at = now()
+WHERE id = $1 AND state IN ('succeeded', 'failed', 'cancelled') AND NOT (state = 'failed' AND phase = 'deprovision')
+RETURNING ` + replicationColumns
+
+// Deprovision moves a succeeded, failed or cancelled request to
+// deprovisioning. A request already deprovisioning or deprovisioned is
+// returned unchanged, so the call is idempotent; a request whose removal
+// failed resumes it (as Retry does).
+func (s *Store) Deprovision(ctx context.Context, id string) (provision.Replication, error) {
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	switch {
+	case r.State == provision.StateDeprovisioning || r.State == provision.StateDeprovisioned:
+		return r, nil
+	case r.State == provision.StateFailed && r.Phase == provision.PhaseDeprovision:
+		return s.Retry(ctx, id)
+	}
+	return s.transition(ctx, id, "deprovision", deprovision, func(provision.Replication) string { return "deprovisioning requested" })
+}
+
+// transition runs one state-changing UPDATE on a request and records it in
+// the timeline; a request in a state the UPDATE does not accept answers
+// *provision.StateError naming the action.
+func (s *Store) transition(ctx context.Context, id, action, sql string, message func(provision.Replication) string) (provision.Replication, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return provision.Replication{}, provision.ErrNotFound
@@ -334,24 +395,29 @@ func (s *Store) Cancel(ctx context.Context, id string) (provision.Replication, e
 		return provision.Replication{}, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	rows, err := tx.Query(ctx, cancelPending, uid)
+	rows, err := tx.Query(ctx, sql, uid)
 	if err != nil {
-		return provision.Replication{}, fmt.Errorf("cancel replication %s: %w", id, err)
+		return provision.Replication{}, fmt.Errorf("%s replication %s: %w", action, id, err)
 	}
 	rs, err := collectReplications(rows)
 	if err != nil {
-		return provision.Replication{}, fmt.Errorf("cancel replication %s: %w", id, err)
+		return provision.Replication{}, fmt.Errorf("%s replication %s: %w", action, id, err)
 	}
 	if len(rs) == 0 {
 		r, err := getReplication(ctx, tx, id)
 		if err != nil {
 			return provision.Replication{}, err
 		}
-		return provision.Replication{}, &provision.StateError{ID: id, State: r.State, Action: "cancel"}
+		return provision.Replication{}, &provision.StateError{ID: id, State: r.State, Action: action}
 	}
 	r := rs[0]
-	if err := appendEvent(ctx, tx, r.ID, "state", r.State, "", "cancelled by caller", nil); err != nil {
+	if err := appendEvent(ctx, tx, r.ID, "state", r.State, "", message(r), nil); err != nil {
 		return provision.Replication{}, err
+	}
+	if r.State == provision.StateRunning || r.State == provision.StateDeprovisioning {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", notifyChannel, r.ID); err != nil {
+			return provision.Replication{}, fmt.Errorf("notify workers: %w", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return provision.Replication{}, fmt.Errorf("commit: %w", err)

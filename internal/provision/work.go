@@ -1,0 +1,75 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// ErrLeaseLost means another worker owns the request now (this worker's
+// lease expired); the worker stops without writing anything more.
+var ErrLeaseLost = errors.New("lease lost")
+
+// Claim is a request a worker holds the lease on.
+type Claim struct {
+	Replication Replication
+	Phase       Phase
+	// PhaseStartedAt is when this phase's run began; retries stop at the
+	// request deadline after it.
+	PhaseStartedAt time.Time
+	Facts          Facts
+	// Done holds the steps of this phase that already succeeded or were
+	// skipped; a resumed request starts at its first step not in Done.
+	Done map[string]bool
+	// CancelRequested: stop before the next step.
+	CancelRequested bool
+	// Owner is the lease owner every write is fenced with.
+	Owner string
+}
+
+// StepRecord is what the engine stores when a step ends.
+type StepRecord struct {
+	Phase   Phase
+	Name    string
+	Status  string // succeeded, skipped or failed
+	Changed bool
+	Before  json.RawMessage
+	After   json.RawMessage
+	Error   json.RawMessage
+}
+
+// Failure is how a failed attempt leaves the request.
+type Failure struct {
+	// Step is the step that failed.
+	Step string
+	// Problem is the RFC 9457 object stored as last_error.
+	Problem json.RawMessage
+	// Permanent moves the request to failed; otherwise it runs again at RetryAt.
+	Permanent bool
+	RetryAt   time.Time
+}
+
+// WorkStore is the persistence the worker pool needs. Every method taking
+// a claim is fenced by its lease and answers ErrLeaseLost when the lease
+// has passed to another worker.
+type WorkStore interface {
+	// Claim leases the next runnable request, or returns ok=false.
+	Claim(ctx context.Context, owner string, lease time.Duration) (c Claim, ok bool, err error)
+	// Extend renews the lease and reports whether a cancel was requested.
+	Extend(ctx context.Context, c *Claim, lease time.Duration) (cancelRequested bool, err error)
+	// StartStep records that a step began an attempt.
+	StartStep(ctx context.Context, c *Claim, name string) error
+	// FinishStep records a step's end and the facts learned so far.
+	FinishStep(ctx context.Context, c *Claim, rec StepRecord, facts Facts) error
+	// Fail records a failed attempt: the request fails or is rescheduled.
+	Fail(ctx context.Context, c *Claim, f Failure) error
+	// Finish moves the request to a terminal state and releases it.
+	Finish(ctx context.Context, c *Claim, state State, message string) error
+	// Release gives the lease up without changing the request (shutdown).
+	Release(ctx context.Context, c *Claim) error
+	// Lock takes the advisory lock named key until unlock is called.
+	Lock(ctx context.Context, key string) (unlock func(), err error)
+	// Wake delivers a value whenever new work may be runnable.
+	Wake(ctx context.Context) <-chan struct{}
+}
