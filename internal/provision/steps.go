@@ -1,0 +1,175 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/bucketbridge/bucketbridge/internal/policy"
+)
+
+// Step names, as stored in replication_steps.name and shown by the API.
+const (
+	StepResolveAccounts               = "resolve_accounts"
+	StepInspectSource                 = "inspect_source"
+	StepInspectDestination            = "inspect_destination"
+	StepEnableVersioningSource        = "enable_versioning_source"
+	StepEnableVersioningDestination   = "enable_versioning_destination"
+	StepEnsureReplicationRole         = "ensure_replication_role"
+	StepPutRolePolicy                 = "put_role_policy"
+	StepUpdateDestinationKeyPolicy    = "update_destination_key_policy"
+	StepUpdateDestinationBucketPolicy = "update_destination_bucket_policy"
+	StepUpdateSourceKeyPolicy         = "update_source_key_policy"
+	StepPutReplicationRule            = "put_replication_rule"
+	StepVerify                        = "verify"
+
+	StepRemoveReplicationRule         = "remove_replication_rule"
+	StepRemoveDestinationBucketPolicy = "remove_destination_bucket_policy"
+	StepRemoveDestinationKeyPolicy    = "remove_destination_key_policy"
+	StepRemoveSourceKeyPolicy         = "remove_source_key_policy"
+	StepDeleteRolePolicy              = "delete_role_policy"
+	StepDeleteRole                    = "delete_role"
+)
+
+// ProvisionSteps returns the provisioning steps of DESIGN §4 in order. Steps
+// of one Group touch different documents and run concurrently; the rule is
+// written only after the role policy and B's documents (Known traps: objects
+// written before the permissions exist fail and are never retried).
+func ProvisionSteps() []StepDef {
+	return []StepDef{
+		{Name: StepResolveAccounts, Where: InBoth, Group: 1, Run: resolveAccounts},
+		{Name: StepInspectSource, Where: InSource, Group: 2, Run: inspectSource},
+		{Name: StepInspectDestination, Where: InDestination, Group: 2, Run: inspectDestination},
+		{Name: StepEnableVersioningSource, Where: InSource, Group: 3, Run: enableVersioningSource},
+		{Name: StepEnableVersioningDestination, Where: InDestination, Group: 3, Run: enableVersioningDestination},
+		{Name: StepEnsureReplicationRole, Where: InSource, Group: 4, Run: ensureReplicationRole},
+		{Name: StepPutRolePolicy, Where: InSource, Group: 5, Run: putRolePolicy},
+		{Name: StepUpdateDestinationKeyPolicy, Where: InDestination, Group: 5, Run: updateDestinationKeyPolicy},
+		{Name: StepUpdateDestinationBucketPolicy, Where: InDestination, Group: 5, Run: updateDestinationBucketPolicy},
+		{Name: StepUpdateSourceKeyPolicy, Where: InSource, Group: 5, Run: updateSourceKeyPolicy},
+		{Name: StepPutReplicationRule, Where: InSource, Group: 6, Run: putReplicationRule},
+		{Name: StepVerify, Where: InBoth, Group: 7, Run: verify},
+	}
+}
+
+// DeprovisionSteps returns the steps that remove what provisioning added, in
+// order. The role leaves B's documents before it is deleted: AWS rewrites a
+// deleted role's ARN in a principal to its unique ID (Known traps).
+// Versioning is never turned off.
+func DeprovisionSteps() []StepDef {
+	return []StepDef{
+		{Name: StepResolveAccounts, Where: InBoth, Group: 1, Run: resolveAccounts},
+		{Name: StepRemoveReplicationRule, Where: InSource, Group: 2, Run: removeReplicationRule},
+		{Name: StepRemoveDestinationBucketPolicy, Where: InDestination, Group: 3, Run: removeDestinationBucketPolicy},
+		{Name: StepRemoveDestinationKeyPolicy, Where: InDestination, Group: 3, Run: removeDestinationKeyPolicy},
+		{Name: StepRemoveSourceKeyPolicy, Where: InSource, Group: 3, Run: removeSourceKeyPolicy},
+		{Name: StepDeleteRolePolicy, Where: InSource, Group: 4, Run: deleteRolePolicy},
+		{Name: StepDeleteRole, Where: InSource, Group: 5, Run: deleteRole},
+	}
+}
+
+// input is what the policy builders need from the run: the request and the
+// role learned so far (the default role name until inspection says otherwise).
+func input(run *Run) policy.Input {
+	s := run.Replication.Spec
+	return policy.Input{
+		RequestID:               run.Replication.ID,
+		Source:                  policySide(s.Source),
+		Destination:             policySide(s.Destination),
+		Prefix:                  s.Rule.Prefix,
+		DeleteMarkerReplication: s.Rule.DeleteMarkerReplication,
+		ReplicaModifications:    s.Rule.ReplicaModifications,
+		StorageClass:            s.Rule.StorageClass,
+		ReplicationTimeControl:  s.Rule.ReplicationTimeControl,
+		TrustConditions:         run.Config.TrustConditions,
+		RoleName:                roleName(run),
+	}
+}
+
+func policySide(s Side) policy.Side {
+	return policy.Side{AccountID: s.AccountID, Region: s.Region, Bucket: s.Bucket, KMSKeyARN: s.KMSKeyARN}
+}
+
+func findings(f Facts) policy.Findings {
+	return policy.Findings{DestinationOwnerEnforced: f.DestinationOwnerEnforced, SourceKeyNotDelegated: f.SourceKeyNotDelegated}
+}
+
+// roleName is the replication role: the one learned by inspection, or
+// bucketbridge's default for the source bucket.
+func roleName(run *Run) string {
+	if n := run.Facts().RoleName; n != "" {
+		return n
+	}
+	return policy.RoleName(run.Replication.Source.Bucket)
+}
+
+// bucketARN is the ARN of a side's bucket.
+func bucketARN(s Side) string { return policy.BucketARN(policy.Partition(s.Region), s.Bucket) }
+
+// withLock runs fn holding the run's advisory lock on key (a document's ARN),
+// so that concurrent requests never lose each other's statements.
+func withLock(ctx context.Context, run *Run, key string, fn func() (Result, error)) (Result, error) {
+	if run.Lock == nil {
+		return fn()
+	}
+	unlock, err := run.Lock(ctx, key)
+	if err != nil {
+		return Result{}, fmt.Errorf("lock %s: %w", key, err)
+	}
+	defer unlock()
+	return fn()
+}
+
+// clock reads the run's clock.
+func clock(run *Run) time.Time {
+	if run.Now == nil {
+		return time.Now()
+	}
+	return run.Now()
+}
+
+// mustJSON encodes a document built by bucketbridge; the policy types always
+// encode.
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("encode %T: %v", v, err))
+	}
+	return string(b)
+}
+
+// identity is who a session acts as.
+type identity struct {
+	Account string `json:"account"`
+	ARN     string `json:"arn"`
+}
+
+// resolveAccounts proves that the provisioner sessions act in the request's
+// accounts (DESIGN §4 step 1).
+func resolveAccounts(ctx context.Context, run *Run) (Result, error) {
+	after := map[string]identity{}
+	for _, side := range []struct {
+		name string
+		acct *Account
+		want string
+	}{
+		{"source", run.Source, run.Replication.Source.AccountID},
+		{"destination", run.Destination, run.Replication.Destination.AccountID},
+	} {
+		out, err := side.acct.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		if err != nil {
+			return Result{}, classify(err, call{Account: side.want, Action: "sts:GetCallerIdentity", Resource: side.name + " session"})
+		}
+		got := aws.ToString(out.Account)
+		if got != side.want {
+			return Result{}, Permanent(fmt.Sprintf("the %s session acts in account %s (%s), not in the request's account %s: check BB_PROVISIONER_ROLE and that the provisioner role ARN names account %s",
+				side.name, got, aws.ToString(out.Arn), side.want, side.want), nil)
+		}
+		after[side.name] = identity{Account: got, ARN: aws.ToString(out.Arn)}
+	}
+	return Result{After: after}, nil
+}

@@ -1,0 +1,277 @@
+package provision_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/bucketbridge/bucketbridge/internal/policy"
+	"github.com/bucketbridge/bucketbridge/internal/provision"
+)
+
+// locks is an in-process stand-in for the engine's advisory locks.
+type locks struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+func newLocks() *locks { return &locks{m: map[string]chan struct{}{}} }
+
+// Lock has the signature of Run.Lock.
+func (l *locks) Lock(ctx context.Context, key string) (func(), error) {
+	l.mu.Lock()
+	ch, ok := l.m[key]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		l.m[key] = ch
+	}
+	l.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// openRun opens both sessions and builds a run of the request, as the engine does.
+func openRun(ctx context.Context, s provision.Sessions, l *locks, id string, spec provision.Spec, facts provision.Facts) (*provision.Run, error) {
+	src, err := s.Account(ctx, spec.Source.AccountID, spec.Source.Region)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := s.Account(ctx, spec.Destination.AccountID, spec.Destination.Region)
+	if err != nil {
+		return nil, err
+	}
+	run := provision.NewRun(provision.Replication{ID: id, Spec: spec}, facts)
+	run.Source, run.Destination = src, dst
+	run.Lock = l.Lock
+	run.Config = provision.StepConfig{VerifyTimeout: 20 * time.Second, PollInterval: 5 * time.Millisecond}
+	return run, nil
+}
+
+// runPhase runs steps in table order, the steps of a group concurrently, as
+// the engine does. A step whose error is not permanent is run again, up to
+// retries times (the engine's backoff, without the waiting). It stops at the
+// first group with an error.
+func runPhase(ctx context.Context, run *provision.Run, steps []provision.StepDef, retries int) (map[string]provision.Result, error) {
+	results := map[string]provision.Result{}
+	var mu sync.Mutex
+	for _, group := range groups(steps) {
+		errs := make([]error, len(group))
+		var wg sync.WaitGroup
+		for i, s := range group {
+			wg.Go(func() {
+				res, err := runStep(ctx, run, s, retries)
+				mu.Lock()
+				results[s.Name] = res
+				mu.Unlock()
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: %w", s.Name, err)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+func runStep(ctx context.Context, run *provision.Run, s provision.StepDef, retries int) (provision.Result, error) {
+	for attempt := 0; ; attempt++ {
+		res, err := s.Run(ctx, run)
+		if err == nil || provision.IsPermanent(err) || attempt >= retries {
+			return res, err
+		}
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// groups splits a step table into its groups, in order.
+func groups(steps []provision.StepDef) [][]provision.StepDef {
+	var out [][]provision.StepDef
+	for i, s := range steps {
+		if i == 0 || s.Group != steps[i-1].Group {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], s)
+	}
+	return out
+}
+
+func step(t *testing.T, steps []provision.StepDef, name string) provision.StepDef {
+	t.Helper()
+	for _, s := range steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no step %s", name)
+	return provision.StepDef{}
+}
+
+// permanentDetail returns the detail of a permanent error, failing the test
+// unless err is one.
+func permanentDetail(t *testing.T, err error) string {
+	t.Helper()
+	var p *provision.PermanentError
+	if !errors.As(err, &p) {
+		t.Fatalf("error %v (%T) is not permanent", err, err)
+	}
+	return p.Detail
+}
+
+// The documents of DESIGN §10, written out by hand from the design (not
+// through the builders under test).
+
+func roleARN(account, name string) string { return "arn:aws:iam::" + account + ":role/" + name }
+
+func jsonList(v []string) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+const wantTrust = `{"Version":"2012-10-17","Statement":[{"Sid":"S3ReplicationAssume","Effect":"Allow","Principal":{"Service":"s3.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+
+// wantRolePolicy is the inline policy for replication of src into dst with
+// an empty prefix.
+func wantRolePolicy(src, dst provision.Side, ownerEnforced bool) string {
+	dstActions := `["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"]`
+	if ownerEnforced {
+		dstActions = `["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags"]`
+	}
+	x, y := "arn:aws:s3:::"+src.Bucket, "arn:aws:s3:::"+dst.Bucket
+	return `{"Version":"2012-10-17","Statement":[
+  {"Sid":"SourceBucket","Effect":"Allow","Action":["s3:ListBucket","s3:GetReplicationConfiguration"],"Resource":"` + x + `"},
+  {"Sid":"SourceObjects","Effect":"Allow","Action":["s3:GetObjectVersionForReplication","s3:GetObjectVersionAcl","s3:GetObjectVersionTagging"],"Resource":"` + x + `/*"},
+  {"Sid":"DestinationObjects","Effect":"Allow","Action":` + dstActions + `,"Resource":"` + y + `/*"},
+  {"Sid":"DecryptSource","Effect":"Allow","Action":"kms:Decrypt","Resource":"` + src.KMSKeyARN + `",
+   "Condition":{"StringEquals":{"kms:ViaService":"s3.` + src.Region + `.amazonaws.com"},"StringLike":{"kms:EncryptionContext:aws:s3:arn":["` + x + `","` + x + `/*"]}}},
+  {"Sid":"EncryptDestination","Effect":"Allow","Action":["kms:Encrypt","kms:GenerateDataKey","kms:Decrypt"],"Resource":"` + dst.KMSKeyARN + `",
+   "Condition":{"StringEquals":{"kms:ViaService":"s3.` + dst.Region + `.amazonaws.com"},"StringLike":{"kms:EncryptionContext:aws:s3:arn":["` + y + `","` + y + `/*"]}}}]}`
+}
+
+// wantKeyStatement is bucketbridge's statement in KB's key policy.
+func wantKeyStatement(dst provision.Side, roles []string) string {
+	y := "arn:aws:s3:::" + dst.Bucket
+	return `{"Sid":"` + policy.KeyStatementSid(policy.SidReplicaEncrypt, dst.Bucket) + `","Effect":"Allow","Principal":{"AWS":` + jsonList(roles) + `},
+ "Action":["kms:Encrypt","kms:GenerateDataKey","kms:Decrypt"],"Resource":"*",
+ "Condition":{"StringEquals":{"kms:ViaService":"s3.` + dst.Region + `.amazonaws.com"},"StringLike":{"kms:EncryptionContext:aws:s3:arn":["` + y + `","` + y + `/*"]}}}`
+}
+
+// wantBucketStatements are bucketbridge's two statements in Y's bucket policy.
+func wantBucketStatements(dst provision.Side, roles []string) []string {
+	y := "arn:aws:s3:::" + dst.Bucket
+	return []string{
+		`{"Sid":"BucketbridgeReplicaObjects","Effect":"Allow","Principal":{"AWS":` + jsonList(roles) + `},"Action":["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"],"Resource":"` + y + `/*"}`,
+		`{"Sid":"BucketbridgeReplicaBucket","Effect":"Allow","Principal":{"AWS":` + jsonList(roles) + `},"Action":["s3:GetBucketVersioning","s3:PutBucketVersioning"],"Resource":"` + y + `"}`,
+	}
+}
+
+// wantRule is the request's replication rule with an empty prefix.
+func wantRule(id string, priority int, dst provision.Side, ownerEnforced bool) string {
+	acl := `"AccessControlTranslation":{"Owner":"Destination"},`
+	if ownerEnforced {
+		acl = ""
+	}
+	return fmt.Sprintf(`{"ID":"bucketbridge-%s","Priority":%d,"Status":"Enabled","Filter":{"Prefix":""},
+ "DeleteMarkerReplication":{"Status":"Disabled"},
+ "SourceSelectionCriteria":{"SseKmsEncryptedObjects":{"Status":"Enabled"},"ReplicaModifications":{"Status":"Disabled"}},
+ "Destination":{"Bucket":"arn:aws:s3:::%s","Account":"%s",%s"EncryptionConfiguration":{"ReplicaKmsKeyID":"%s"},"StorageClass":"STANDARD"}}`,
+		id, priority, dst.Bucket, dst.AccountID, acl, dst.KMSKeyARN)
+}
+
+func doc(stmts ...string) string {
+	return `{"Version":"2012-10-17","Statement":[` + strings.Join(stmts, ",") + `]}`
+}
+
+// keyDoc is a key policy with the Id KMS gives default key policies.
+func keyDoc(stmts ...string) string {
+	return `{"Version":"2012-10-17","Id":"key-default-1","Statement":[` + strings.Join(stmts, ",") + `]}`
+}
+
+func mustParse(t *testing.T, s string) policy.Document {
+	t.Helper()
+	d, err := policy.Parse([]byte(s))
+	if err != nil {
+		t.Fatalf("parse %s: %v", s, err)
+	}
+	return d
+}
+
+func mustDecodeIAM(t *testing.T, s string) policy.Document {
+	t.Helper()
+	d, err := policy.DecodeIAM(s)
+	if err != nil {
+		t.Fatalf("decode %s: %v", s, err)
+	}
+	return d
+}
+
+// checkDoc fails unless got grants exactly what want does.
+func checkDoc(t *testing.T, what string, got policy.Document, want string) {
+	t.Helper()
+	if w := mustParse(t, want); !policy.Equal(got, w) {
+		gb, _ := json.Marshal(got)
+		wb, _ := json.Marshal(w)
+		t.Errorf("%s differs from DESIGN §10:\n got %s\nwant %s", what, gb, wb)
+	}
+}
+
+// fromSDK converts an SDK replication configuration.
+func fromSDK(t *testing.T, c *s3types.ReplicationConfiguration) policy.ReplicationConfiguration {
+	t.Helper()
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := policy.ParseReplicationConfiguration(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// principalsOf returns the AWS principals of the statement with this Sid, and
+// how many statements carry it.
+func principalsOf(d policy.Document, sid string) ([]string, int) {
+	var out []string
+	n := 0
+	for _, st := range d.Statement {
+		if st.Sid == sid {
+			n++
+			if st.Principal != nil {
+				out = append(out, st.Principal.IDs["AWS"]...)
+			}
+		}
+	}
+	return out, n
+}
+
+func sorted(v ...string) []string {
+	out := slices.Clone(v)
+	slices.Sort(out)
+	return out
+}
+
+func jsonMarshal(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}

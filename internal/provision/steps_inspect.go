@@ -1,0 +1,467 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/bucketbridge/bucketbridge/internal/policy"
+)
+
+// bucketFindings is what inspection read about a bucket.
+type bucketFindings struct {
+	Bucket            string                           `json:"bucket"`
+	Owner             string                           `json:"owner"`
+	Region            string                           `json:"region"`
+	Versioning        string                           `json:"versioning"`
+	DefaultEncryption *encryptionFinding               `json:"default_encryption,omitempty"`
+	ObjectOwnership   string                           `json:"object_ownership,omitempty"`
+	Policy            *policy.Document                 `json:"bucket_policy,omitempty"`
+	Replication       *policy.ReplicationConfiguration `json:"replication,omitempty"`
+}
+
+// encryptionFinding is a bucket's default encryption.
+type encryptionFinding struct {
+	Algorithm  string `json:"algorithm"`
+	KMSKeyID   string `json:"kms_key_id,omitempty"`
+	BucketKeys bool   `json:"bucket_keys"`
+}
+
+// keyFindings is what inspection read about a KMS key.
+type keyFindings struct {
+	ARN     string          `json:"arn"`
+	State   string          `json:"state"`
+	Spec    string          `json:"spec"`
+	Manager string          `json:"manager"`
+	Usage   string          `json:"usage,omitempty"`
+	Policy  policy.Document `json:"policy"`
+	// DelegatesToAccount: the key policy lets the account's IAM policies grant
+	// access (source key only).
+	DelegatesToAccount *bool `json:"delegates_to_account,omitempty"`
+}
+
+// roleFinding is the replication role inspection settled on.
+type roleFinding struct {
+	Name    string `json:"name"`
+	Adopted bool   `json:"adopted"`
+}
+
+type sourceFindings struct {
+	Bucket bucketFindings `json:"bucket"`
+	Key    keyFindings    `json:"key"`
+	Role   roleFinding    `json:"role"`
+}
+
+type destinationFindings struct {
+	Bucket        bucketFindings `json:"bucket"`
+	Key           keyFindings    `json:"key"`
+	OwnerEnforced bool           `json:"owner_enforced"`
+}
+
+// inspectSource is the read-only preflight in A: X exists, is A's, is in RX,
+// is versioned (or may be made so); KA is a usable customer-managed key in RX;
+// X's replication configuration names the role to adopt, if any; KA's policy
+// delegates to A's IAM or not.
+func inspectSource(ctx context.Context, run *Run) (Result, error) {
+	side := run.Replication.Source
+	b, err := inspectBucket(ctx, run.Source, side, "source", run.Replication.EnableVersioning)
+	if err != nil {
+		return Result{}, err
+	}
+	repl, err := readReplication(ctx, run.Source, side)
+	if err != nil {
+		return Result{}, err
+	}
+	b.Replication = repl
+	role := roleFinding{Name: policy.RoleName(side.Bucket)}
+	if repl != nil {
+		for _, r := range repl.Rules {
+			if r.Filter == nil && !policy.IsOwnedRuleID(r.ID) {
+				return Result{}, classify(fmt.Errorf("rule %q: %w", r.ID, policy.ErrLegacyReplicationSchema), call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket})
+			}
+		}
+		if repl.Role != "" && len(repl.Rules) > 0 {
+			name, err := adoptableRole(repl.Role, side)
+			if err != nil {
+				return Result{}, err
+			}
+			role = roleFinding{Name: name, Adopted: name != policy.RoleName(side.Bucket)}
+		}
+	}
+	k, err := inspectKey(ctx, run.Source, side, "source")
+	if err != nil {
+		return Result{}, err
+	}
+	delegated := delegatesToAccount(k.Policy, side.AccountID)
+	k.DelegatesToAccount = &delegated
+	run.Learn(func(f *Facts) {
+		f.RoleName = role.Name
+		f.RoleAdopted = role.Adopted
+		f.SourceKeyNotDelegated = !delegated
+	})
+	return Result{After: sourceFindings{Bucket: b, Key: k, Role: role}}, nil
+}
+
+// inspectDestination is the read-only preflight in B: Y exists, is B's, is
+// in RY, is versioned (or may be made so); its Object Ownership and policy;
+// KB is a usable customer-managed key in RY.
+func inspectDestination(ctx context.Context, run *Run) (Result, error) {
+	side := run.Replication.Destination
+	b, err := inspectBucket(ctx, run.Destination, side, "destination", run.Replication.EnableVersioning)
+	if err != nil {
+		return Result{}, err
+	}
+	own, err := run.Destination.S3.GetBucketOwnershipControls(ctx, &s3.GetBucketOwnershipControlsInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID)})
+	switch {
+	case IsNotFound(err):
+		// No controls: ACLs are honoured, as with ObjectWriter.
+		b.ObjectOwnership = string(s3types.ObjectOwnershipObjectWriter)
+	case err != nil:
+		return Result{}, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketOwnershipControls", Resource: side.Bucket})
+	default:
+		b.ObjectOwnership = string(s3types.ObjectOwnershipObjectWriter)
+		if own.OwnershipControls != nil && len(own.OwnershipControls.Rules) > 0 {
+			b.ObjectOwnership = string(own.OwnershipControls.Rules[0].ObjectOwnership)
+		}
+	}
+	pol, err := readBucketPolicy(ctx, run.Destination, side)
+	if err != nil {
+		return Result{}, err
+	}
+	if pol != nil {
+		b.Policy = pol
+	}
+	k, err := inspectKey(ctx, run.Destination, side, "destination")
+	if err != nil {
+		return Result{}, err
+	}
+	enforced := b.ObjectOwnership == string(s3types.ObjectOwnershipBucketOwnerEnforced)
+	run.Learn(func(f *Facts) { f.DestinationOwnerEnforced = enforced })
+	return Result{After: destinationFindings{Bucket: b, Key: k, OwnerEnforced: enforced}}, nil
+}
+
+// versioningAdvice tells a human how to get past an unversioned bucket.
+func versioningAdvice(which, bucket, status string) string {
+	if status == "" {
+		status = "never enabled"
+	}
+	return fmt.Sprintf("%s bucket %s does not have versioning enabled (%s), which replication requires: enable versioning on bucket %s (aws s3api put-bucket-versioning --bucket %s --versioning-configuration Status=Enabled) or resubmit with enable_versioning: true",
+		which, bucket, status, bucket, bucket)
+}
+
+// inspectBucket checks that a side's bucket exists, belongs to the side's
+// account, is in its region and is versioned unless the request may enable it.
+func inspectBucket(ctx context.Context, acct *Account, side Side, which string, mayEnableVersioning bool) (bucketFindings, error) {
+	f := bucketFindings{Bucket: side.Bucket, Owner: side.AccountID}
+	owner := aws.String(side.AccountID)
+	_, err := acct.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+	switch {
+	case err == nil:
+	case IsNotFound(err):
+		return f, Permanent(fmt.Sprintf("%s bucket %s does not exist: check the bucket name (and that it was not deleted)", which, side.Bucket), err)
+	case httpStatus(err) == http.StatusForbidden:
+		return f, Permanent(fmt.Sprintf("%s bucket %s is not owned by account %s, or the provisioner role there may not s3:ListBucket it: check the bucket's owner and the role's permissions", which, side.Bucket, side.AccountID), err)
+	case httpStatus(err) == http.StatusMovedPermanently || errorCode(err) == "PermanentRedirect":
+		return f, Permanent(fmt.Sprintf("%s bucket %s is not in region %s: resubmit with the bucket's region (and a key in that region)", which, side.Bucket, side.Region), err)
+	default:
+		return f, classify(err, call{Account: side.AccountID, Action: "s3:ListBucket", Resource: side.Bucket})
+	}
+	loc, err := acct.S3.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+	if err != nil {
+		return f, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketLocation", Resource: side.Bucket})
+	}
+	f.Region = bucketRegion(loc.LocationConstraint)
+	if f.Region != side.Region {
+		return f, Permanent(fmt.Sprintf("%s bucket %s is in region %s, not %s: resubmit with region %s and a key in that region", which, side.Bucket, f.Region, side.Region, f.Region), nil)
+	}
+	ver, err := acct.S3.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+	if err != nil {
+		return f, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketVersioning", Resource: side.Bucket})
+	}
+	f.Versioning = string(ver.Status)
+	if ver.Status != s3types.BucketVersioningStatusEnabled && !mayEnableVersioning {
+		return f, Permanent(versioningAdvice(which, side.Bucket, f.Versioning), nil)
+	}
+	enc, err := acct.S3.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+	switch {
+	case IsNotFound(err):
+	case err != nil:
+		return f, classify(err, call{Account: side.AccountID, Action: "s3:GetEncryptionConfiguration", Resource: side.Bucket})
+	case enc.ServerSideEncryptionConfiguration != nil && len(enc.ServerSideEncryptionConfiguration.Rules) > 0:
+		r := enc.ServerSideEncryptionConfiguration.Rules[0]
+		e := &encryptionFinding{BucketKeys: aws.ToBool(r.BucketKeyEnabled)}
+		if d := r.ApplyServerSideEncryptionByDefault; d != nil {
+			e.Algorithm, e.KMSKeyID = string(d.SSEAlgorithm), aws.ToString(d.KMSMasterKeyID)
+		}
+		f.DefaultEncryption = e
+	}
+	return f, nil
+}
+
+// bucketRegion turns GetBucketLocation's answer into a region name: S3 says
+// "" for us-east-1 and "EU" for eu-west-1.
+// https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketLocation.html
+func bucketRegion(lc s3types.BucketLocationConstraint) string {
+	switch lc {
+	case "":
+		return "us-east-1"
+	case "EU":
+		return "eu-west-1"
+	}
+	return string(lc)
+}
+
+// inspectKey checks that a side's key is a usable customer-managed symmetric
+// key of the side's account and region, and reads its policy.
+func inspectKey(ctx context.Context, acct *Account, side Side, which string) (keyFindings, error) {
+	f := keyFindings{ARN: side.KMSKeyARN}
+	if region, account, ok := keyARNParts(side.KMSKeyARN); ok {
+		if region != side.Region {
+			return f, Permanent(fmt.Sprintf("%s key %s is in region %s but bucket %s is in %s: S3 encrypts with a key of the bucket's region, so name a key in %s", which, side.KMSKeyARN, region, side.Bucket, side.Region, side.Region), nil)
+		}
+		if account != side.AccountID {
+			return f, Permanent(fmt.Sprintf("%s key %s belongs to account %s, not %s: name a key of the bucket's account", which, side.KMSKeyARN, account, side.AccountID), nil)
+		}
+	}
+	out, err := acct.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(side.KMSKeyARN)})
+	switch {
+	case IsNotFound(err):
+		return f, Permanent(fmt.Sprintf("%s key %s does not exist in account %s, region %s: check the key ARN", which, side.KMSKeyARN, side.AccountID, side.Region), err)
+	case err != nil:
+		return f, classify(err, call{Account: side.AccountID, Action: "kms:DescribeKey", Resource: side.KMSKeyARN})
+	case out.KeyMetadata == nil:
+		return f, fmt.Errorf("describe key %s: no key metadata in the answer", side.KMSKeyARN)
+	}
+	md := out.KeyMetadata
+	f.State, f.Spec, f.Manager, f.Usage = string(md.KeyState), string(md.KeySpec), string(md.KeyManager), string(md.KeyUsage)
+	switch {
+	case md.KeyManager == kmstypes.KeyManagerTypeAws:
+		return f, Permanent(fmt.Sprintf("%s key %s is an AWS managed key (such as aws/s3), whose policy cannot be changed to let another account's role use it: encrypt %s with a customer-managed key and resubmit with its ARN", which, side.KMSKeyARN, side.Bucket), nil)
+	case md.AWSAccountId != nil && aws.ToString(md.AWSAccountId) != side.AccountID:
+		return f, Permanent(fmt.Sprintf("%s key %s belongs to account %s, not %s: name a key of the bucket's account", which, side.KMSKeyARN, aws.ToString(md.AWSAccountId), side.AccountID), nil)
+	case md.KeyState == kmstypes.KeyStatePendingDeletion || md.KeyState == kmstypes.KeyStatePendingReplicaDeletion:
+		return f, Permanent(fmt.Sprintf("%s key %s is scheduled for deletion: cancel it (aws kms cancel-key-deletion --key-id %s, then aws kms enable-key) or name another key", which, side.KMSKeyARN, side.KMSKeyARN), nil)
+	case md.KeyState != "" && md.KeyState != kmstypes.KeyStateEnabled || md.KeyState == "" && !md.Enabled:
+		return f, Permanent(fmt.Sprintf("%s key %s is %s, not Enabled: enable it (aws kms enable-key --key-id %s) or name another key", which, side.KMSKeyARN, cmpState(md), side.KMSKeyARN), nil)
+	case md.KeySpec != "" && md.KeySpec != kmstypes.KeySpecSymmetricDefault:
+		return f, Permanent(fmt.Sprintf("%s key %s has key spec %s: S3 encrypts only with symmetric encryption keys (SYMMETRIC_DEFAULT), so name one", which, side.KMSKeyARN, md.KeySpec), nil)
+	case md.KeyUsage != "" && md.KeyUsage != kmstypes.KeyUsageTypeEncryptDecrypt:
+		return f, Permanent(fmt.Sprintf("%s key %s has key usage %s: S3 needs an ENCRYPT_DECRYPT key", which, side.KMSKeyARN, md.KeyUsage), nil)
+	}
+	doc, err := readKeyPolicy(ctx, acct, side)
+	if err != nil {
+		return f, err
+	}
+	f.Policy = doc
+	return f, nil
+}
+
+func cmpState(md *kmstypes.KeyMetadata) string {
+	if md.KeyState != "" {
+		return string(md.KeyState)
+	}
+	return "disabled"
+}
+
+// keyARNParts returns the region and account of a key ARN.
+func keyARNParts(arn string) (region, account string, ok bool) {
+	p := strings.SplitN(arn, ":", 6)
+	if len(p) != 6 || p[0] != "arn" || p[2] != "kms" {
+		return "", "", false
+	}
+	return p[3], p[4], true
+}
+
+// adoptableRole checks the role an existing replication configuration names
+// and returns its name.
+func adoptableRole(arn string, side Side) (string, error) {
+	// arn:<partition>:iam::<account>:role/<path/><name>
+	p := strings.SplitN(arn, ":", 6)
+	if len(p) != 6 || p[2] != "iam" || !strings.HasPrefix(p[5], "role/") {
+		return "", Permanent(fmt.Sprintf("the replication configuration of source bucket %s names %q, which is not an IAM role ARN: fix or remove that configuration", side.Bucket, arn), nil)
+	}
+	if p[4] != side.AccountID {
+		return "", Permanent(fmt.Sprintf("the replication configuration of source bucket %s names role %s of account %s: a replication role must belong to the bucket's account %s", side.Bucket, arn, p[4], side.AccountID), nil)
+	}
+	rest := strings.TrimPrefix(p[5], "role/")
+	if strings.Contains(rest, "/") {
+		return "", Permanent(fmt.Sprintf("the replication configuration of source bucket %s names role %s, which has an IAM path: bucketbridge can adopt only roles at path / (it names roles as arn:aws:iam::<account>:role/<name> in policies); move the existing rules to such a role, or replicate this bucket by hand", side.Bucket, arn), nil)
+	}
+	return rest, nil
+}
+
+// delegatesToAccount reports whether a key policy holds the usual statement
+// letting the account's IAM policies grant use of the key (KMS Developer
+// Guide, "Default key policy": principal arn:aws:iam::<account>:root, kms:*).
+// https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam
+func delegatesToAccount(d policy.Document, account string) bool {
+	for _, st := range d.Statement {
+		if st.Effect != "Allow" || st.Principal == nil || len(st.Condition) > 0 || len(st.NotAction) > 0 || len(st.NotResource) > 0 {
+			continue
+		}
+		var principal bool
+		for _, id := range st.Principal.IDs["AWS"] {
+			if id == account || strings.HasPrefix(id, "arn:") && strings.HasSuffix(id, ":iam::"+account+":root") {
+				principal = true
+			}
+		}
+		var action, resource bool
+		for _, a := range st.Action {
+			switch strings.ToLower(a) {
+			case "kms:*", "*", "kms:decrypt":
+				action = true
+			}
+		}
+		for _, r := range st.Resource {
+			resource = resource || r == "*"
+		}
+		if principal && action && resource {
+			return true
+		}
+	}
+	return false
+}
+
+// readKeyPolicy reads and parses a side's key policy. PolicyName is always
+// "default": the only name KMS has, and moto insists on it.
+func readKeyPolicy(ctx context.Context, acct *Account, side Side) (policy.Document, error) {
+	out, err := acct.KMS.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: aws.String(side.KMSKeyARN), PolicyName: aws.String("default")})
+	if err != nil {
+		return policy.Document{}, classify(err, call{Account: side.AccountID, Action: "kms:GetKeyPolicy", Resource: side.KMSKeyARN})
+	}
+	doc, err := policy.Parse([]byte(aws.ToString(out.Policy)))
+	if err != nil {
+		return policy.Document{}, Permanent(fmt.Sprintf("the key policy of %s does not parse; fix it by hand", side.KMSKeyARN), err)
+	}
+	return doc, nil
+}
+
+// readBucketPolicy reads and parses a side's bucket policy; nil when it has none.
+func readBucketPolicy(ctx context.Context, acct *Account, side Side) (*policy.Document, error) {
+	out, err := acct.S3.GetBucketPolicy(ctx, &s3.GetBucketPolicyInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID)})
+	switch {
+	case IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketPolicy", Resource: side.Bucket})
+	}
+	doc, err := policy.Parse([]byte(aws.ToString(out.Policy)))
+	if err != nil {
+		return nil, Permanent(fmt.Sprintf("the bucket policy of %s does not parse; fix it by hand", side.Bucket), err)
+	}
+	return &doc, nil
+}
+
+// readReplication reads a source bucket's replication configuration; nil when
+// it has none.
+func readReplication(ctx context.Context, acct *Account, side Side) (*policy.ReplicationConfiguration, error) {
+	out, err := acct.S3.GetBucketReplication(ctx, &s3.GetBucketReplicationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID)})
+	switch {
+	case IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, classify(err, call{Account: side.AccountID, Action: "s3:GetReplicationConfiguration", Resource: side.Bucket})
+	case out.ReplicationConfiguration == nil:
+		return nil, nil
+	}
+	c, err := fromSDKReplication(out.ReplicationConfiguration)
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// fromSDKReplication converts the SDK's configuration: policy's JSON names are
+// the SDK's field names.
+func fromSDKReplication(c *s3types.ReplicationConfiguration) (policy.ReplicationConfiguration, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return policy.ReplicationConfiguration{}, fmt.Errorf("encode replication configuration: %w", err)
+	}
+	out, err := policy.ParseReplicationConfiguration(b)
+	if err != nil {
+		return policy.ReplicationConfiguration{}, fmt.Errorf("convert replication configuration: %w", err)
+	}
+	return out, nil
+}
+
+// toSDKReplication converts a configuration for PutBucketReplication.
+func toSDKReplication(c policy.ReplicationConfiguration) (*s3types.ReplicationConfiguration, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode replication configuration: %w", err)
+	}
+	var out s3types.ReplicationConfiguration
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("convert replication configuration: %w", err)
+	}
+	return &out, nil
+}
+
+// enableVersioningSource enables versioning on X when the request allows it.
+func enableVersioningSource(ctx context.Context, run *Run) (Result, error) {
+	return enableVersioning(ctx, run, run.Source, run.Replication.Source, "source")
+}
+
+// enableVersioningDestination enables versioning on Y when the request allows it.
+func enableVersioningDestination(ctx context.Context, run *Run) (Result, error) {
+	return enableVersioning(ctx, run, run.Destination, run.Replication.Destination, "destination")
+}
+
+type versioningState struct {
+	Bucket string `json:"bucket"`
+	Status string `json:"status"`
+}
+
+func enableVersioning(ctx context.Context, run *Run, acct *Account, side Side, which string) (Result, error) {
+	owner := aws.String(side.AccountID)
+	read := func() (string, error) {
+		out, err := acct.S3.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+		if err != nil {
+			return "", classify(err, call{Account: side.AccountID, Action: "s3:GetBucketVersioning", Resource: side.Bucket})
+		}
+		return string(out.Status), nil
+	}
+	status, err := read()
+	if err != nil {
+		return Result{}, err
+	}
+	before := versioningState{Bucket: side.Bucket, Status: status}
+	switch {
+	case status == string(s3types.BucketVersioningStatusEnabled) && !run.Replication.EnableVersioning:
+		return Result{Skipped: true, Before: before, After: before}, nil
+	case status == string(s3types.BucketVersioningStatusEnabled):
+		return Result{Before: before, After: before}, nil
+	case !run.Replication.EnableVersioning:
+		return Result{}, Permanent(versioningAdvice(which, side.Bucket, status), nil)
+	}
+	// Recorded before the call: if its answer is lost, the retry finds
+	// versioning on and the rule's put still gets its bounded wait.
+	at := clock(run)
+	run.Learn(func(f *Facts) { f.VersioningEnabledAt = &at })
+	_, err = acct.S3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{
+		Bucket:                  aws.String(side.Bucket),
+		ExpectedBucketOwner:     owner,
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled},
+	})
+	if err != nil {
+		return Result{}, classify(err, call{Account: side.AccountID, Action: "s3:PutBucketVersioning", Resource: side.Bucket})
+	}
+	status, err = read()
+	if err != nil {
+		return Result{}, err
+	}
+	if status != string(s3types.BucketVersioningStatusEnabled) {
+		return Result{}, errors.New("versioning of " + side.Bucket + " reads " + status + " right after enabling it")
+	}
+	return Result{Changed: true, Before: before, After: versioningState{Bucket: side.Bucket, Status: status}}, nil
+}

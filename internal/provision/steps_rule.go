@@ -1,0 +1,188 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/bucketbridge/bucketbridge/internal/policy"
+)
+
+// isVersioningNotEnabled reports whether err is S3 refusing a replication
+// configuration because versioning is not (yet) seen as enabled on the source
+// or the destination bucket.
+func isVersioningNotEnabled(err error) bool {
+	if errorCode(err) != "InvalidRequest" {
+		return false
+	}
+	msg := strings.ToLower(errorMessage(err))
+	return strings.Contains(msg, "versioning must be") || strings.Contains(msg, "must have versioning enabled")
+}
+
+// roleNameOf returns the name of a role ARN without path.
+func roleNameOf(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
+
+// ruleState is how the rule steps record a configuration; nil when the bucket
+// has none.
+type ruleState struct {
+	Bucket        string                           `json:"bucket"`
+	Configuration *policy.ReplicationConfiguration `json:"configuration"`
+}
+
+// putReplicationRule merges the request's rule into X's replication
+// configuration (DESIGN §10), last, after every permission it needs. Right
+// after bucketbridge created the role or enabled versioning, S3 may not see
+// them yet: those answers are retried within PropagationWindow.
+func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
+	in := input(run)
+	facts := run.Facts()
+	side := run.Replication.Source
+	role := in.RoleARN()
+	rule := policy.ReplicationRuleFor(in, findings(facts))
+	c := call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket}
+	return withLock(ctx, run, bucketARN(side), func() (Result, error) {
+		current, err := readReplication(ctx, run.Source, side)
+		if err != nil {
+			return Result{}, err
+		}
+		before := ruleState{Bucket: side.Bucket, Configuration: current}
+		want, err := policy.MergeReplicationRule(current, role, rule)
+		var conflict *policy.RoleConflictError
+		if errors.As(err, &conflict) {
+			if !facts.RoleAdopted || roleNameOf(conflict.Existing) != facts.RoleName {
+				return Result{}, Permanent(fmt.Sprintf("the replication configuration of source bucket %s now names role %s, not %s, which inspection found: it changed since; retry the request so that inspection adopts the role it names now", side.Bucket, conflict.Existing, role), err)
+			}
+			role = conflict.Existing
+			want, err = policy.MergeReplicationRule(current, role, rule)
+		}
+		if err != nil {
+			return Result{}, classify(err, c)
+		}
+		if current != nil && policy.ReplicationEqual(*current, want) {
+			return Result{Before: before, After: before}, nil
+		}
+		sdk, err := toSDKReplication(want)
+		if err != nil {
+			return Result{}, err
+		}
+		_, err = run.Source.S3.PutBucketReplication(ctx, &s3.PutBucketReplicationInput{
+			Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID), ReplicationConfiguration: sdk,
+		})
+		switch {
+		case err == nil:
+		case isVersioningNotEnabled(err):
+			if within(facts.VersioningEnabledAt, clock(run)) {
+				return Result{}, Retry(propagationRetryDelay, fmt.Errorf("put replication configuration on %s: versioning not visible yet: %w", side.Bucket, err))
+			}
+			return Result{}, Permanent(fmt.Sprintf("S3 refused the replication rule on %s because versioning is not enabled (%s): enable versioning on source bucket %s and destination bucket %s (aws s3api put-bucket-versioning --bucket <bucket> --versioning-configuration Status=Enabled) or resubmit with enable_versioning: true",
+				side.Bucket, errorMessage(err), side.Bucket, run.Replication.Destination.Bucket), err)
+		default:
+			return Result{}, writeError(run, err, c)
+		}
+		got, err := readReplication(ctx, run.Source, side)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := confirmRule(got, role, rule); err != nil {
+			return Result{}, fmt.Errorf("confirm replication rule %s on %s: %w", rule.ID, side.Bucket, err)
+		}
+		return Result{Changed: true, Before: before, After: ruleState{Bucket: side.Bucket, Configuration: &want}}, nil
+	})
+}
+
+// confirmRule checks the rule read back by its identity and destination
+// only: moto drops SourceSelectionCriteria and rewrites Filter and
+// DeleteMarkerReplication on read (MOTO.md), and the write was decided by a
+// full comparison already.
+func confirmRule(got *policy.ReplicationConfiguration, role string, want policy.ReplicationRule) error {
+	if got == nil {
+		return errors.New("no replication configuration reads back")
+	}
+	if got.Role != role {
+		return fmt.Errorf("the configuration reads back role %s, not %s", got.Role, role)
+	}
+	for _, r := range got.Rules {
+		if r.ID != want.ID {
+			continue
+		}
+		d, w := r.Destination, want.Destination
+		switch {
+		case r.Status != want.Status:
+			return fmt.Errorf("the rule reads back status %s", r.Status)
+		case d == nil || d.Bucket != w.Bucket || d.Account != w.Account:
+			return errors.New("the rule reads back another destination")
+		case d.EncryptionConfiguration == nil || d.EncryptionConfiguration.ReplicaKmsKeyID != w.EncryptionConfiguration.ReplicaKmsKeyID:
+			return errors.New("the rule reads back another replica key")
+		}
+		return nil
+	}
+	return errors.New("the rule is not in the configuration read back")
+}
+
+// removeReplicationRule takes the request's rule out of X's configuration,
+// deleting the configuration when it was the last rule.
+func removeReplicationRule(ctx context.Context, run *Run) (Result, error) {
+	side := run.Replication.Source
+	id := policy.RuleID(run.Replication.ID)
+	owner := aws.String(side.AccountID)
+	return withLock(ctx, run, bucketARN(side), func() (Result, error) {
+		current, err := readReplication(ctx, run.Source, side)
+		if err != nil {
+			return Result{}, err
+		}
+		before := ruleState{Bucket: side.Bucket, Configuration: current}
+		if current == nil || !hasRule(current, id) {
+			return Result{Before: before, After: before}, nil
+		}
+		if run.Facts().RoleName == "" && current.Role != "" {
+			// Provisioning never got to record the role (it failed early):
+			// the configuration says which role B's documents name.
+			name := roleNameOf(current.Role)
+			run.Learn(func(f *Facts) {
+				f.RoleName = name
+				f.RoleAdopted = name != policy.RoleName(side.Bucket)
+			})
+		}
+		out, del := policy.RemoveReplicationRule(*current, id)
+		if del {
+			_, err = run.Source.S3.DeleteBucketReplication(ctx, &s3.DeleteBucketReplicationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+			if err != nil && !IsNotFound(err) {
+				return Result{}, classify(err, call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket})
+			}
+		} else {
+			sdk, err := toSDKReplication(out)
+			if err != nil {
+				return Result{}, err
+			}
+			_, err = run.Source.S3.PutBucketReplication(ctx, &s3.PutBucketReplicationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner, ReplicationConfiguration: sdk})
+			if err != nil {
+				return Result{}, classify(err, call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket})
+			}
+		}
+		got, err := readReplication(ctx, run.Source, side)
+		if err != nil {
+			return Result{}, err
+		}
+		if got != nil && hasRule(got, id) {
+			return Result{}, fmt.Errorf("confirm removal of rule %s from %s: it is still there", id, side.Bucket)
+		}
+		after := ruleState{Bucket: side.Bucket}
+		if !del {
+			after.Configuration = &out
+		}
+		return Result{Changed: true, Before: before, After: after}, nil
+	})
+}
+
+func hasRule(c *policy.ReplicationConfiguration, id string) bool {
+	for _, r := range c.Rules {
+		if r.ID == id {
+			return true
+		}
+	}
+	return false
+}
