@@ -22,6 +22,8 @@ type Store interface {
 	Get(ctx context.Context, id string) (provision.Replication, error)
 	List(ctx context.Context, f provision.Filter) (provision.Page, error)
 	Cancel(ctx context.Context, id string) (provision.Replication, error)
+	Retry(ctx context.Context, id string) (provision.Replication, error)
+	Deprovision(ctx context.Context, id string) (provision.Replication, error)
 	Steps(ctx context.Context, id string) ([]provision.Step, error)
 	Events(ctx context.Context, id string, after int64) ([]provision.Event, error)
 	Ready(ctx context.Context) error
@@ -37,6 +39,9 @@ type Config struct {
 	Cloud string
 	// OpenAPI is the contract served at /openapi.yaml.
 	OpenAPI []byte
+	// TrustConditions mirrors BB_TRUST_CONDITIONS, so dry runs show the
+	// trust policy the workers would write.
+	TrustConditions bool
 	// Tokens authenticate callers of /v1; at least one is required.
 	Tokens Tokens
 	// ReadyTimeout bounds the database check of /readyz.
@@ -51,6 +56,7 @@ type Server struct {
 	openapi []byte
 	ready   time.Duration
 	tokens  Tokens
+	trust   bool
 	router  chi.Router
 }
 
@@ -69,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 		openapi: cfg.OpenAPI,
 		ready:   cmp.Or(cfg.ReadyTimeout, 2*time.Second),
 		tokens:  cfg.Tokens,
+		trust:   cfg.TrustConditions,
 	}
 	s.router = s.routes()
 	return s, nil
@@ -103,7 +110,9 @@ func (s *Server) routes() chi.Router {
 		r.Get("/{id}", s.getReplication)
 		r.Get("/{id}/steps", s.listSteps)
 		r.Get("/{id}/events", s.listEvents)
+		r.Delete("/{id}", s.deprovisionReplication)
 		r.Post("/{id}/cancel", s.cancelReplication)
+		r.Post("/{id}/retry", s.retryReplication)
 	})
 	return r
 }

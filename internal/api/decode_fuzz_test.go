@@ -28,6 +28,12 @@ func (acceptingStore) List(context.Context, provision.Filter) (provision.Page, e
 func (acceptingStore) Cancel(context.Context, string) (provision.Replication, error) {
 	return provision.Replication{}, provision.ErrNotFound
 }
+func (acceptingStore) Retry(context.Context, string) (provision.Replication, error) {
+	return provision.Replication{}, provision.ErrNotFound
+}
+func (acceptingStore) Deprovision(context.Context, string) (provision.Replication, error) {
+	return provision.Replication{}, provision.ErrNotFound
+}
 func (acceptingStore) Steps(context.Context, string) ([]provision.Step, error) { return nil, nil }
 func (acceptingStore) Events(context.Context, string, int64) ([]provision.Event, error) {
 	return nil, nil

@@ -61,6 +61,15 @@ func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if body.DryRun {
+		plan, err := provision.DryRun(body.Spec, s.trust)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, plan)
+		return
+	}
 	key := r.Header.Get("Idempotency-Key")
 	if key != "" && (len(key) > maxIdempotencyKey || !idempotencyKeyPattern.MatchString(key)) {
 		s.fail(w, r, badRequest("Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces"))
@@ -192,13 +201,40 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, eventList{Items: nonNil(events)})
 }
 
+// cancelReplication cancels a pending request at once (200) and asks a
+// running one to stop after its current step (202).
 func (s *Server) cancelReplication(w http.ResponseWriter, r *http.Request) {
 	rep, err := s.store.Cancel(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.resource(rep))
+	status := http.StatusOK
+	if rep.State != provision.StateCancelled {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, s.resource(rep))
+}
+
+// retryReplication resumes a failed request from its failed step.
+func (s *Server) retryReplication(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.store.Retry(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, s.resource(rep))
+}
+
+// deprovisionReplication removes what a finished request added; asking
+// again while it runs, or after, answers the request as it is.
+func (s *Server) deprovisionReplication(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.store.Deprovision(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, s.resource(rep))
 }
 
 // nonNil makes an empty list encode as [] rather than null.

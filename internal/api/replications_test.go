@@ -409,6 +409,12 @@ func (unreachableStore) List(context.Context, provision.Filter) (provision.Page,
 func (unreachableStore) Cancel(context.Context, string) (provision.Replication, error) {
 	return provision.Replication{}, errDown
 }
+func (unreachableStore) Retry(context.Context, string) (provision.Replication, error) {
+	return provision.Replication{}, errDown
+}
+func (unreachableStore) Deprovision(context.Context, string) (provision.Replication, error) {
+	return provision.Replication{}, errDown
+}
 func (unreachableStore) Steps(context.Context, string) ([]provision.Step, error) { return nil, errDown }
 func (unreachableStore) Events(context.Context, string, int64) ([]provision.Event, error) {
 	return nil, errDown
