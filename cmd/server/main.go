@@ -1,26 +1,29 @@
-// Command server runs bucketbridge: the HTTP API and, as later configured,
-// the worker pool, sharing one Postgres database.
+// Command server runs bucketbridge: the HTTP API and the worker pool that
+// provisions requests, sharing one Postgres database. Several replicas may
+// share the database; Postgres coordinates them.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
+
 	"github.com/bucketbridge/bucketbridge"
 	"github.com/bucketbridge/bucketbridge/internal/api"
+	"github.com/bucketbridge/bucketbridge/internal/awsfake"
+	"github.com/bucketbridge/bucketbridge/internal/provision"
 	"github.com/bucketbridge/bucketbridge/internal/store"
 )
 
@@ -31,118 +34,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bucketbridge:", err)
 		os.Exit(1)
 	}
-}
-
-// config is everything the server reads from its environment.
-type config struct {
-	DatabaseURL string
-	Listen      string
-	Cloud       string
-	// Tokens authenticate API callers: token → caller name (BB_API_TOKENS,
-	// "name:token,name:token").
-	Tokens api.Tokens
-	// DevToken is set when dev mode made up a token because none was given.
-	DevToken bool
-	// ShutdownGrace bounds how long in-flight requests may finish on shutdown.
-	ShutdownGrace time.Duration
-}
-
-// defaultDatabaseURL matches a local Postgres with trust auth.
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-// loadConfig reads environment variables, then flags that override them.
-func loadConfig(args []string, getenv func(string) string) (config, error) {
-	env := func(key, def string) string {
-		if v := getenv(key); v != "" {
-			return v
-		}
-		return def
-	}
-	cfg := config{
-		DatabaseURL: env("DATABASE_URL", defaultDatabaseURL),
-		Listen:      env("BB_LISTEN", ":8080"),
-		Cloud:       env("BB_CLOUD", "aws"),
-	}
-	grace, err := time.ParseDuration(env("BB_SHUTDOWN_GRACE", "20s"))
-	if err != nil || grace <= 0 {
-		return cfg, fmt.Errorf("BB_SHUTDOWN_GRACE: want a positive duration such as 20s, got %q", getenv("BB_SHUTDOWN_GRACE"))
-	}
-	cfg.ShutdownGrace = grace
-	if cfg.Tokens, err = parseTokens(getenv("BB_API_TOKENS")); err != nil {
-		return cfg, err
-	}
-
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP on (BB_LISTEN)")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "Postgres URL (DATABASE_URL)")
-	fs.StringVar(&cfg.Cloud, "cloud", cfg.Cloud, "aws or fake (BB_CLOUD)")
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
-	}
-
-	if u, err := url.Parse(cfg.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return cfg, errors.New("DATABASE_URL: want a postgres:// URL")
-	}
-	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
-		return cfg, fmt.Errorf("BB_LISTEN: want host:port such as :8080, got %q", cfg.Listen)
-	}
-	if cfg.Cloud != "aws" && cfg.Cloud != "fake" {
-		return cfg, fmt.Errorf("BB_CLOUD: want aws or fake, got %q", cfg.Cloud)
-	}
-	if len(cfg.Tokens) == 0 {
-		if cfg.Cloud != "fake" {
-			return cfg, errors.New("BB_API_TOKENS: set at least one name:token pair; the API is never served unauthenticated")
-		}
-		cfg.Tokens, cfg.DevToken = api.Tokens{devToken: "dev"}, true
-	}
-	return cfg, nil
-}
-
-// devToken is the API token of dev mode (BB_CLOUD=fake) when BB_API_TOKENS
-// is unset, so the README's examples work as printed.
-const devToken = "dev-token"
-
-// minTokenLength keeps guessable tokens out of production.
-const minTokenLength = 16
-
-// parseTokens reads "name:token,name:token".
-func parseTokens(v string) (api.Tokens, error) {
-	tokens := api.Tokens{}
-	for pair := range strings.SplitSeq(v, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		name, token, ok := strings.Cut(pair, ":")
-		if !ok || name == "" || len(token) < minTokenLength {
-			return nil, fmt.Errorf("BB_API_TOKENS: want name:token pairs with tokens of at least %d characters", minTokenLength)
-		}
-		if _, dup := tokens[token]; dup {
-			return nil, fmt.Errorf("BB_API_TOKENS: two callers share a token")
-		}
-		tokens[token] = name
-	}
-	return tokens, nil
-}
-
-// LogValue masks the database password so the config can be logged.
-func (c config) LogValue() slog.Value {
-	db := "(unparseable)"
-	if u, err := url.Parse(c.DatabaseURL); err == nil {
-		db = u.Redacted()
-	}
-	callers := make([]string, 0, len(c.Tokens))
-	for _, name := range c.Tokens {
-		callers = append(callers, name)
-	}
-	slices.Sort(callers)
-	return slog.GroupValue(
-		slog.String("database_url", db),
-		slog.Any("api_callers", callers),
-		slog.String("listen", c.Listen),
-		slog.String("cloud", c.Cloud),
-		slog.String("shutdown_grace", c.ShutdownGrace.String()),
-	)
 }
 
 // run is the whole server: it returns when ctx is cancelled and everything
@@ -170,7 +61,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 
-	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI, Tokens: cfg.Tokens})
+	sessions, err := openSessions(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	pool, err := provision.NewPool(provision.PoolConfig{
+		Store:    st,
+		Sessions: sessions,
+		Steps: map[provision.Phase][]provision.StepDef{
+			provision.PhaseProvision:   provision.ProvisionSteps(),
+			provision.PhaseDeprovision: provision.DeprovisionSteps(),
+		},
+		Workers:         cfg.Workers,
+		Lease:           cfg.Lease,
+		StepTimeout:     cfg.StepTimeout,
+		RequestDeadline: cfg.RequestDeadline,
+		ShutdownGrace:   cfg.ShutdownGrace,
+		StepConfig:      provision.StepConfig{TrustConditions: cfg.TrustConditions, VerifyTimeout: cfg.VerifyTimeout},
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+
+	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI,
+		Tokens: cfg.Tokens, TrustConditions: cfg.TrustConditions})
 	if err != nil {
 		return err
 	}
@@ -184,8 +99,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	log.InfoContext(ctx, "serving", "addr", ln.Addr().String())
+	log.InfoContext(ctx, "serving", "addr", ln.Addr().String(), "workers", cfg.Workers)
 
+	var workers sync.WaitGroup
+	if cfg.Workers > 0 {
+		workers.Go(func() { pool.Run(ctx) })
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
@@ -194,15 +113,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case <-ctx.Done():
 	}
 
+	// The pool stops claiming at once and gives running steps the grace
+	// period; HTTP gets the same period for in-flight requests.
 	log.Info("shutting down", "grace", cfg.ShutdownGrace.String())
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shut down http: %w", err)
+	httpErr := srv.Shutdown(shutdownCtx)
+	workers.Wait()
+	if httpErr != nil {
+		return fmt.Errorf("shut down http: %w", httpErr)
 	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve http: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openSessions connects the workers to AWS: the SDK's default chain (and
+// AWS_ENDPOINT_URL) for aws, or the seeded in-memory AWS for dev mode, both
+// through AssumeRole into each account's provisioner role.
+func openSessions(ctx context.Context, cfg config) (provision.Sessions, error) {
+	if cfg.Cloud == "aws" {
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load AWS configuration: %w", err)
+		}
+		return provision.NewAWSSessions(awsCfg, cfg.ProvisionerRole, cfg.ExternalID), nil
+	}
+	cloud := awsfake.NewDemo(cfg.ProvisionerRole, cfg.ExternalID)
+	clientsFor := func(creds ststypes.Credentials, region string) (*provision.Account, error) {
+		c, err := cloud.ClientsFor(creds, region)
+		if err != nil {
+			return nil, err
+		}
+		return &provision.Account{ID: c.Account, STS: c.STS, IAM: c.IAM, KMS: c.KMS, S3: c.S3}, nil
+	}
+	return provision.NewAssumingSessions(cloud.STS(awsfake.DemoServiceAccount), clientsFor, cfg.ProvisionerRole, cfg.ExternalID), nil
 }

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bucketbridge/bucketbridge/internal/api"
+)
+
+// config is everything the server reads from its environment.
+type config struct {
+	DatabaseURL string
+	Listen      string
+	// Cloud is aws (the SDK's default credential chain; AWS_ENDPOINT_URL
+	// points it at an emulator) or fake (dev mode: the in-memory AWS).
+	Cloud string
+	// Tokens authenticate API callers: token → caller name (BB_API_TOKENS,
+	// "name:token,name:token").
+	Tokens api.Tokens
+	// DevToken is set when dev mode made up a token because none was given.
+	DevToken bool
+	// ShutdownGrace bounds how long in-flight HTTP requests and steps may
+	// finish on shutdown.
+	ShutdownGrace time.Duration
+
+	// Workers is the size of the worker pool; 0 serves the API only.
+	Workers int
+	// ProvisionerRole is the role assumed in every account, with ExternalID.
+	ProvisionerRole string
+	ExternalID      string
+	Lease           time.Duration
+	StepTimeout     time.Duration
+	RequestDeadline time.Duration
+	VerifyTimeout   time.Duration
+	// TrustConditions adds the confused-deputy conditions to trust policies.
+	TrustConditions bool
+}
+
+// defaultDatabaseURL matches a local Postgres with trust auth.
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// devToken is the API token of dev mode (BB_CLOUD=fake) when BB_API_TOKENS
+// is unset, so the README's examples work as printed.
+const devToken = "dev-token"
+
+// minTokenLength keeps guessable tokens out of production.
+const minTokenLength = 16
+
+// loadConfig reads environment variables, then flags that override them,
+// and names every invalid setting at once.
+func loadConfig(args []string, getenv func(string) string) (config, error) {
+	var errs []error
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	duration := func(key, def string) time.Duration {
+		d, err := time.ParseDuration(env(key, def))
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive duration such as %s, got %q", key, def, getenv(key)))
+		}
+		return d
+	}
+	cfg := config{
+		DatabaseURL:     env("DATABASE_URL", defaultDatabaseURL),
+		Listen:          env("BB_LISTEN", ":8080"),
+		Cloud:           env("BB_CLOUD", "aws"),
+		ShutdownGrace:   duration("BB_SHUTDOWN_GRACE", "20s"),
+		ProvisionerRole: env("BB_PROVISIONER_ROLE", "BucketbridgeProvisioner"),
+		ExternalID:      getenv("BB_EXTERNAL_ID"),
+		Lease:           duration("BB_LEASE", "30s"),
+		StepTimeout:     duration("BB_STEP_TIMEOUT", "2m"),
+		RequestDeadline: duration("BB_REQUEST_DEADLINE", "1h"),
+		VerifyTimeout:   duration("BB_VERIFY_TIMEOUT", "15m"),
+	}
+	var err error
+	if cfg.Workers, err = strconv.Atoi(env("BB_WORKERS", "8")); err != nil || cfg.Workers < 0 {
+		errs = append(errs, fmt.Errorf("BB_WORKERS: want a whole number, 0 or more, got %q", getenv("BB_WORKERS")))
+	}
+	if cfg.TrustConditions, err = strconv.ParseBool(env("BB_TRUST_CONDITIONS", "false")); err != nil {
+		errs = append(errs, fmt.Errorf("BB_TRUST_CONDITIONS: want true or false, got %q", getenv("BB_TRUST_CONDITIONS")))
+	}
+	if cfg.Tokens, err = parseTokens(getenv("BB_API_TOKENS")); err != nil {
+		errs = append(errs, err)
+	}
+
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP on (BB_LISTEN)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "Postgres URL (DATABASE_URL)")
+	fs.StringVar(&cfg.Cloud, "cloud", cfg.Cloud, "aws or fake (BB_CLOUD)")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker pool size; 0 serves the API only (BB_WORKERS)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+
+	if u, err := url.Parse(cfg.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		errs = append(errs, errors.New("DATABASE_URL: want a postgres:// URL"))
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("BB_LISTEN: want host:port such as :8080, got %q", cfg.Listen))
+	}
+	switch cfg.Cloud {
+	case "fake":
+		cfg.ExternalID = cmpOr(cfg.ExternalID, "bucketbridge-dev")
+		if len(cfg.Tokens) == 0 {
+			cfg.Tokens, cfg.DevToken = api.Tokens{devToken: "dev"}, true
+		}
+	case "aws":
+		if len(cfg.Tokens) == 0 {
+			errs = append(errs, errors.New("BB_API_TOKENS: set at least one name:token pair; the API is never served unauthenticated"))
+		}
+		if cfg.ExternalID == "" && cfg.Workers > 0 {
+			errs = append(errs, errors.New("BB_EXTERNAL_ID: set the ExternalId the provisioner roles' trust policies require"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("BB_CLOUD: want aws or fake, got %q", cfg.Cloud))
+	}
+	if cfg.Lease > 0 && cfg.Lease < 3*time.Second {
+		errs = append(errs, fmt.Errorf("BB_LEASE: want at least 3s so heartbeats can renew it, got %s", cfg.Lease))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// parseTokens reads "name:token,name:token".
+func parseTokens(v string) (api.Tokens, error) {
+	tokens := api.Tokens{}
+	for pair := range strings.SplitSeq(v, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, token, ok := strings.Cut(pair, ":")
+		if !ok || name == "" || len(token) < minTokenLength {
+			return nil, fmt.Errorf("BB_API_TOKENS: want name:token pairs with tokens of at least %d characters", minTokenLength)
+		}
+		if _, dup := tokens[token]; dup {
+			return nil, errors.New("BB_API_TOKENS: two callers share a token")
+		}
+		tokens[token] = name
+	}
+	return tokens, nil
+}
+
+// LogValue masks the database password and the API tokens so the config
+// can be logged.
+func (c config) LogValue() slog.Value {
+	db := "(unparseable)"
+	if u, err := url.Parse(c.DatabaseURL); err == nil {
+		db = u.Redacted()
+	}
+	callers := make([]string, 0, len(c.Tokens))
+	for _, name := range c.Tokens {
+		callers = append(callers, name)
+	}
+	slices.Sort(callers)
+	externalID := "(unset)"
+	if c.ExternalID != "" {
+		externalID = "(set)"
+	}
+	return slog.GroupValue(
+		slog.String("database_url", db),
+		slog.Any("api_callers", callers),
+		slog.String("listen", c.Listen),
+		slog.String("cloud", c.Cloud),
+		slog.Int("workers", c.Workers),
+		slog.String("provisioner_role", c.ProvisionerRole),
+		slog.String("external_id", externalID),
+		slog.String("lease", c.Lease.String()),
+		slog.String("step_timeout", c.StepTimeout.String()),
+		slog.String("request_deadline", c.RequestDeadline.String()),
+		slog.String("verify_timeout", c.VerifyTimeout.String()),
+		slog.Bool("trust_conditions", c.TrustConditions),
+		slog.String("shutdown_grace", c.ShutdownGrace.String()),
+	)
+}
