@@ -144,7 +144,8 @@ func TestDevModeWalkthrough(t *testing.T) {
 	}
 	failed := waitForState(t, base+bad["links"].(map[string]any)["self"].(string))
 	lastErr, _ := failed["last_error"].(map[string]any)
-	if failed["state"] != "failed" || !strings.Contains(lastErr["detail"].(string), "enable_versioning") {
+	if failed["state"] != "failed" || failed["current_step"] != "inspect_destination" ||
+		!strings.Contains(lastErr["detail"].(string), "enable_versioning") {
 		t.Errorf("unversioned destination ended %v with %v", failed["state"], failed["last_error"])
 	}
 

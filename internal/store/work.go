@@ -187,12 +187,12 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 }
 
 const failPermanently = `UPDATE replications SET
-    state = 'failed', finished_at = now(), last_error = $2, attempt = attempt + 1,
+    state = 'failed', finished_at = now(), last_error = $2, current_step = $3, attempt = attempt + 1,
     lease_owner = NULL, lease_until = NULL, cancel_requested = false
 WHERE id = $1`
 
 const reschedule = `UPDATE replications SET
-    next_run_at = $2, last_error = $3, attempt = attempt + 1, lease_owner = NULL, lease_until = NULL
+    next_run_at = $2, last_error = $3, current_step = $4, attempt = attempt + 1, lease_owner = NULL, lease_until = NULL
 WHERE id = $1`
 
 // Fail records a failed attempt: the request fails, or runs again at
@@ -201,13 +201,13 @@ func (s *Store) Fail(ctx context.Context, c *provision.Claim, f provision.Failur
 	return s.fenced(ctx, c, func(tx pgx.Tx) error {
 		var err error
 		if f.Permanent {
-			_, err = tx.Exec(ctx, failPermanently, c.Replication.ID, []byte(f.Problem))
+			_, err = tx.Exec(ctx, failPermanently, c.Replication.ID, []byte(f.Problem), f.Step)
 			if err == nil {
 				err = appendEvent(ctx, tx, c.Replication.ID, "state", provision.StateFailed, f.Step,
 					"failed permanently", f.Problem)
 			}
 		} else {
-			_, err = tx.Exec(ctx, reschedule, c.Replication.ID, f.RetryAt, []byte(f.Problem))
+			_, err = tx.Exec(ctx, reschedule, c.Replication.ID, f.RetryAt, []byte(f.Problem), f.Step)
 			if err == nil {
 				err = appendEvent(ctx, tx, c.Replication.ID, "retry", "", f.Step,
 					"will retry at "+f.RetryAt.UTC().Format(time.RFC3339), f.Problem)
