@@ -117,10 +117,12 @@ type Run struct {
 	Source      *Account
 	Destination *Account
 	Config      StepConfig
-	// Lock takes the Postgres advisory lock named by key (a document's ARN)
-	// and returns its release; hold it across read-modify-write of a shared
-	// document so concurrent requests never lose each other's statements.
-	Lock func(ctx context.Context, key string) (unlock func(), err error)
+	// Lock takes the Postgres advisory locks named by keys (documents' ARNs)
+	// and returns their release; hold them across read-modify-write of a
+	// shared document so concurrent requests never lose each other's
+	// statements. Several keys are taken together, in a fixed order, so
+	// lockers never deadlock.
+	Lock func(ctx context.Context, keys ...string) (unlock func(), err error)
 	// Now is the clock.
 	Now func() time.Time
 

@@ -38,7 +38,10 @@ const (
 // ProvisionSteps returns the provisioning steps of DESIGN §4 in order. Steps
 // of one Group touch different documents and run concurrently; the rule is
 // written only after the role policy and B's documents (Known traps: objects
-// written before the permissions exist fail and are never retried).
+// written before the permissions exist fail and are never retried). The
+// role's inline policy comes before the statements naming the role, so a
+// concurrent deprovisioning of another request sharing the role sees that
+// this one still needs it (roleStillReplicates).
 func ProvisionSteps() []StepDef {
 	return []StepDef{
 		{Name: StepResolveAccounts, Where: InBoth, Group: 1, Run: resolveAccounts},
@@ -48,11 +51,11 @@ func ProvisionSteps() []StepDef {
 		{Name: StepEnableVersioningDestination, Where: InDestination, Group: 3, Run: enableVersioningDestination},
 		{Name: StepEnsureReplicationRole, Where: InSource, Group: 4, Run: ensureReplicationRole},
 		{Name: StepPutRolePolicy, Where: InSource, Group: 5, Run: putRolePolicy},
-		{Name: StepUpdateDestinationKeyPolicy, Where: InDestination, Group: 5, Run: updateDestinationKeyPolicy},
-		{Name: StepUpdateDestinationBucketPolicy, Where: InDestination, Group: 5, Run: updateDestinationBucketPolicy},
-		{Name: StepUpdateSourceKeyPolicy, Where: InSource, Group: 5, Run: updateSourceKeyPolicy},
-		{Name: StepPutReplicationRule, Where: InSource, Group: 6, Run: putReplicationRule},
-		{Name: StepVerify, Where: InBoth, Group: 7, Run: verify},
+		{Name: StepUpdateDestinationKeyPolicy, Where: InDestination, Group: 6, Run: updateDestinationKeyPolicy},
+		{Name: StepUpdateDestinationBucketPolicy, Where: InDestination, Group: 6, Run: updateDestinationBucketPolicy},
+		{Name: StepUpdateSourceKeyPolicy, Where: InSource, Group: 6, Run: updateSourceKeyPolicy},
+		{Name: StepPutReplicationRule, Where: InSource, Group: 7, Run: putReplicationRule},
+		{Name: StepVerify, Where: InBoth, Group: 8, Run: verify},
 	}
 }
 
@@ -110,15 +113,15 @@ func roleName(run *Run) string {
 // bucketARN is the ARN of a side's bucket.
 func bucketARN(s Side) string { return policy.BucketARN(policy.Partition(s.Region), s.Bucket) }
 
-// withLock runs fn holding the run's advisory lock on key (a document's ARN),
-// so that concurrent requests never lose each other's statements.
-func withLock(ctx context.Context, run *Run, key string, fn func() (Result, error)) (Result, error) {
+// withLock runs fn holding the run's advisory locks on keys (documents'
+// ARNs), so that concurrent requests never lose each other's statements.
+func withLock(ctx context.Context, run *Run, keys []string, fn func() (Result, error)) (Result, error) {
 	if run.Lock == nil {
 		return fn()
 	}
-	unlock, err := run.Lock(ctx, key)
+	unlock, err := run.Lock(ctx, keys...)
 	if err != nil {
-		return Result{}, fmt.Errorf("lock %s: %w", key, err)
+		return Result{}, fmt.Errorf("lock %v: %w", keys, err)
 	}
 	defer unlock()
 	return fn()

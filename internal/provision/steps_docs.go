@@ -3,6 +3,8 @@ package provision
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -46,7 +48,7 @@ type bucketPolicyChange struct {
 // key policy (DESIGN §10), keeping every other statement.
 func updateDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	in := input(run)
-	return editKeyPolicy(ctx, run, run.Destination, run.Replication.Destination, func(d policy.Document) (policy.Document, error) {
+	return editKeyPolicy(ctx, run, run.Destination, run.Replication.Destination, nil, func(d policy.Document) (policy.Document, error) {
 		return policy.MergeKeyPolicy(d, policy.DestinationKeyStatement(in))
 	})
 }
@@ -58,7 +60,7 @@ func updateSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 		return Result{Skipped: true}, nil
 	}
 	in := input(run)
-	return editKeyPolicy(ctx, run, run.Source, run.Replication.Source, func(d policy.Document) (policy.Document, error) {
+	return editKeyPolicy(ctx, run, run.Source, run.Replication.Source, nil, func(d policy.Document) (policy.Document, error) {
 		return policy.MergeKeyPolicy(d, policy.SourceKeyStatement(in))
 	})
 }
@@ -67,8 +69,12 @@ func updateSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 // KB's key policy; the statement goes when no role is left in it.
 func removeDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	role := input(run).RoleARN()
-	sid := policy.KeyStatementSid(policy.SidReplicaEncrypt, run.Replication.Destination.Bucket)
-	return editKeyPolicy(ctx, run, run.Destination, run.Replication.Destination, func(d policy.Document) (policy.Document, error) {
+	dst := run.Replication.Destination
+	sid := policy.KeyStatementSid(policy.SidReplicaEncrypt, dst.Bucket)
+	return editKeyPolicy(ctx, run, run.Destination, dst, []string{role}, func(d policy.Document) (policy.Document, error) {
+		if others, err := roleStillReplicates(ctx, run, dst.Bucket); err != nil || len(others) > 0 {
+			return d, err
+		}
 		return policy.RemoveFromKeyPolicy(d, role, sid), nil
 	})
 }
@@ -78,7 +84,10 @@ func removeDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 func removeSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	role := input(run).RoleARN()
 	sid := policy.KeyStatementSid(policy.SidReplicaDecrypt, run.Replication.Source.Bucket)
-	return editKeyPolicy(ctx, run, run.Source, run.Replication.Source, func(d policy.Document) (policy.Document, error) {
+	return editKeyPolicy(ctx, run, run.Source, run.Replication.Source, []string{role}, func(d policy.Document) (policy.Document, error) {
+		if others, err := roleStillReplicates(ctx, run, ""); err != nil || len(others) > 0 {
+			return d, err
+		}
 		return policy.RemoveFromKeyPolicy(d, role, sid), nil
 	})
 }
@@ -86,10 +95,10 @@ func removeSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 // editKeyPolicy is a read-modify-write of a key policy under the key's lock,
 // writing only when edit changes what the policy grants. It never sets
 // BypassPolicyLockoutSafetyCheck.
-func editKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, edit func(policy.Document) (policy.Document, error)) (Result, error) {
+func editKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, also []string, edit func(policy.Document) (policy.Document, error)) (Result, error) {
 	key := side.KMSKeyARN
 	c := call{Account: side.AccountID, Action: "kms:PutKeyPolicy", Resource: key}
-	return withLock(ctx, run, key, func() (Result, error) {
+	return withLock(ctx, run, append([]string{key}, also...), func() (Result, error) {
 		current, err := readKeyPolicy(ctx, acct, side)
 		if err != nil {
 			return Result{}, err
@@ -123,7 +132,7 @@ func editKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, edit
 // in Y's bucket policy (DESIGN §10), keeping every other statement.
 func updateDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) {
 	in := input(run)
-	return editBucketPolicy(ctx, run, run.Destination, run.Replication.Destination, func(d policy.Document) (policy.Document, bool, error) {
+	return editBucketPolicy(ctx, run, run.Destination, run.Replication.Destination, nil, func(d policy.Document) (policy.Document, bool, error) {
 		out, err := policy.MergeBucketPolicy(d, policy.DestinationBucketStatements(in)...)
 		return out, false, err
 	})
@@ -134,19 +143,70 @@ func updateDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error
 // principals and the policy itself when nothing is left.
 func removeDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) {
 	role := input(run).RoleARN()
-	return editBucketPolicy(ctx, run, run.Destination, run.Replication.Destination, func(d policy.Document) (policy.Document, bool, error) {
+	dst := run.Replication.Destination
+	return editBucketPolicy(ctx, run, run.Destination, dst, []string{role}, func(d policy.Document) (policy.Document, bool, error) {
+		if others, err := roleStillReplicates(ctx, run, dst.Bucket); err != nil || len(others) > 0 {
+			return d, false, err
+		}
 		out, del := policy.RemoveFromBucketPolicy(d, role, policy.SidReplicaObjects, policy.SidReplicaBucket)
 		return out, del, nil
 	})
 }
 
+// roleStillReplicates lists the replication role's inline policies, other
+// than this request's, that still grant replicating into dstBucket (any
+// bucket when dstBucket is ""). Requests from one source bucket share its
+// role (DESIGN §3), so a request into the same destination with another
+// prefix still needs the role in the destination's statements, and any
+// other request still needs it in the source key's. Callers hold the role's
+// lock: put_role_policy takes it too and runs before the statements are
+// merged, so a request being provisioned meanwhile either is seen here or
+// merges the role back in after this removal.
+func roleStillReplicates(ctx context.Context, run *Run, dstBucket string) ([]string, error) {
+	in := input(run)
+	own := policy.RolePolicyName(run.Replication.Destination.Bucket, run.Replication.Rule.Prefix)
+	policies, err := readRolePolicies(ctx, run.Source, roleName(run))
+	switch {
+	case IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, classify(err, call{Account: run.Replication.Source.AccountID, Action: "iam:ListRolePolicies", Resource: in.RoleARN()})
+	}
+	var others []string
+	for name, doc := range policies {
+		if name != own && grantsReplicationInto(doc, dstBucket) {
+			others = append(others, name)
+		}
+	}
+	slices.Sort(others)
+	return others, nil
+}
+
+// grantsReplicationInto reports whether doc allows s3:ReplicateObject on
+// objects of bucket (of any bucket when bucket is "").
+func grantsReplicationInto(doc policy.Document, bucket string) bool {
+	for _, st := range doc.Statement {
+		if st.Effect != "Allow" || !slices.ContainsFunc(st.Action, func(a string) bool { return strings.EqualFold(a, "s3:ReplicateObject") }) {
+			continue
+		}
+		for _, r := range st.Resource {
+			_, object, ok := strings.Cut(strings.TrimPrefix(r, "arn:"), ":s3:::")
+			if ok && (bucket == "" || strings.HasPrefix(object, bucket+"/")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // editBucketPolicy is a read-modify-write of a bucket policy under the
-// bucket's lock; edit returns the new policy, or asks for its deletion.
-func editBucketPolicy(ctx context.Context, run *Run, acct *Account, side Side, edit func(policy.Document) (policy.Document, bool, error)) (Result, error) {
+// bucket's lock (and the locks named by also); edit returns the new policy,
+// or asks for its deletion.
+func editBucketPolicy(ctx context.Context, run *Run, acct *Account, side Side, also []string, edit func(policy.Document) (policy.Document, bool, error)) (Result, error) {
 	arn := bucketARN(side)
 	owner := aws.String(side.AccountID)
 	c := call{Account: side.AccountID, Action: "s3:PutBucketPolicy", Resource: side.Bucket}
-	return withLock(ctx, run, arn, func() (Result, error) {
+	return withLock(ctx, run, append([]string{arn}, also...), func() (Result, error) {
 		current, err := readBucketPolicy(ctx, acct, side)
 		if err != nil {
 			return Result{}, err

@@ -153,10 +153,11 @@ func TestStepTables(t *testing.T) {
 		{"inspect_source", provision.InSource, 2}, {"inspect_destination", provision.InDestination, 2},
 		{"enable_versioning_source", provision.InSource, 3}, {"enable_versioning_destination", provision.InDestination, 3},
 		{"ensure_replication_role", provision.InSource, 4},
-		{"put_role_policy", provision.InSource, 5}, {"update_destination_key_policy", provision.InDestination, 5},
-		{"update_destination_bucket_policy", provision.InDestination, 5}, {"update_source_key_policy", provision.InSource, 5},
-		{"put_replication_rule", provision.InSource, 6},
-		{"verify", provision.InBoth, 7},
+		{"put_role_policy", provision.InSource, 5},
+		{"update_destination_key_policy", provision.InDestination, 6},
+		{"update_destination_bucket_policy", provision.InDestination, 6}, {"update_source_key_policy", provision.InSource, 6},
+		{"put_replication_rule", provision.InSource, 7},
+		{"verify", provision.InBoth, 8},
 	}
 	if d := cmp.Diff(wantProvision, rows(provision.ProvisionSteps())); d != "" {
 		t.Errorf("ProvisionSteps (-want +got):\n%s", d)

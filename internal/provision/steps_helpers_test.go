@@ -25,8 +25,28 @@ type locks struct {
 
 func newLocks() *locks { return &locks{m: map[string]chan struct{}{}} }
 
-// Lock has the signature of Run.Lock.
-func (l *locks) Lock(ctx context.Context, key string) (func(), error) {
+// Lock has the signature of Run.Lock: it takes keys in sorted order.
+func (l *locks) Lock(ctx context.Context, keys ...string) (func(), error) {
+	keys = slices.Sorted(slices.Values(keys))
+	keys = slices.Compact(keys)
+	var unlocks []func()
+	unlockAll := func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+	for _, k := range keys {
+		u, err := l.lock(ctx, k)
+		if err != nil {
+			unlockAll()
+			return nil, err
+		}
+		unlocks = append(unlocks, u)
+	}
+	return unlockAll, nil
+}
+
+func (l *locks) lock(ctx context.Context, key string) (func(), error) {
 	l.mu.Lock()
 	ch, ok := l.m[key]
 	if !ok {

@@ -86,7 +86,7 @@ func ensureReplicationRole(ctx context.Context, run *Run) (Result, error) {
 	arn, name := in.RoleARN(), roleName(run)
 	side := run.Replication.Source
 	c := func(action string) call { return call{Account: side.AccountID, Action: action, Resource: arn} }
-	return withLock(ctx, run, arn, func() (Result, error) {
+	return withLock(ctx, run, []string{arn}, func() (Result, error) {
 		role, err := getRole(ctx, run.Source, name)
 		if err != nil {
 			return Result{}, classify(err, c("iam:GetRole"))
@@ -231,7 +231,7 @@ func putRolePolicy(ctx context.Context, run *Run) (Result, error) {
 	side := run.Replication.Source
 	want := policy.RolePolicy(in, findings(run.Facts()))
 	c := func(action string) call { return call{Account: side.AccountID, Action: action, Resource: arn} }
-	return withLock(ctx, run, arn, func() (Result, error) {
+	return withLock(ctx, run, []string{arn}, func() (Result, error) {
 		current, err := readRolePolicies(ctx, run.Source, name)
 		if err != nil {
 			return Result{}, classify(err, c("iam:GetRolePolicy"))
@@ -269,7 +269,7 @@ func deleteRolePolicy(ctx context.Context, run *Run) (Result, error) {
 	side := run.Replication.Source
 	policyName := policy.RolePolicyName(run.Replication.Destination.Bucket, run.Replication.Rule.Prefix)
 	c := func(action string) call { return call{Account: side.AccountID, Action: action, Resource: arn} }
-	return withLock(ctx, run, arn, func() (Result, error) {
+	return withLock(ctx, run, []string{arn}, func() (Result, error) {
 		doc, err := getRolePolicy(ctx, run.Source, name, policyName)
 		if err != nil {
 			return Result{}, classify(err, c("iam:GetRolePolicy"))
@@ -306,7 +306,7 @@ func deleteRole(ctx context.Context, run *Run) (Result, error) {
 		return Result{Skipped: true, After: roleKept{Role: arn, Kept: "adopted: not created by bucketbridge"}}, nil
 	}
 	c := func(action string) call { return call{Account: side.AccountID, Action: action, Resource: arn} }
-	return withLock(ctx, run, arn, func() (Result, error) {
+	return withLock(ctx, run, []string{arn}, func() (Result, error) {
 		role, err := getRole(ctx, run.Source, name)
 		if err != nil {
 			return Result{}, classify(err, c("iam:GetRole"))

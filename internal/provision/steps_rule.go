@@ -44,7 +44,7 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 	role := in.RoleARN()
 	rule := policy.ReplicationRuleFor(in, findings(facts))
 	c := call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket}
-	return withLock(ctx, run, bucketARN(side), func() (Result, error) {
+	return withLock(ctx, run, []string{bucketARN(side)}, func() (Result, error) {
 		current, err := readReplication(ctx, run.Source, side)
 		if err != nil {
 			return Result{}, err
@@ -129,7 +129,7 @@ func removeReplicationRule(ctx context.Context, run *Run) (Result, error) {
 	side := run.Replication.Source
 	id := policy.RuleID(run.Replication.ID)
 	owner := aws.String(side.AccountID)
-	return withLock(ctx, run, bucketARN(side), func() (Result, error) {
+	return withLock(ctx, run, []string{bucketARN(side)}, func() (Result, error) {
 		current, err := readReplication(ctx, run.Source, side)
 		if err != nil {
 			return Result{}, err

@@ -68,8 +68,8 @@ type WorkStore interface {
 	Finish(ctx context.Context, c *Claim, state State, message string) error
 	// Release gives the lease up without changing the request (shutdown).
 	Release(ctx context.Context, c *Claim) error
-	// Lock takes the advisory lock named key until unlock is called.
-	Lock(ctx context.Context, key string) (unlock func(), err error)
+	// Lock takes the advisory locks named by keys until unlock is called.
+	Lock(ctx context.Context, keys ...string) (unlock func(), err error)
 	// Wake delivers a value whenever new work may be runnable.
 	Wake(ctx context.Context) <-chan struct{}
 }

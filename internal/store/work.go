@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -249,28 +250,38 @@ WHERE id = $1 AND lease_owner = $2`, c.Replication.ID, c.Owner)
 	return nil
 }
 
-// Lock takes a session-level advisory lock keyed by a hash of key on a
-// connection of its own, held until unlock. AWS offers no compare-and-swap
-// on policies, so concurrent read-modify-writes of one document (even from
-// several server replicas) are serialized here.
-func (s *Store) Lock(ctx context.Context, key string) (func(), error) {
+// Lock takes session-level advisory locks keyed by hashes of keys, all on
+// one connection of its own, held until unlock. AWS offers no
+// compare-and-swap on policies, so concurrent read-modify-writes of one
+// document (even from several server replicas) are serialized here. Keys
+// are taken in sorted order, and a holder never asks for more, so lockers
+// cannot deadlock; one connection per holder means a holder never waits
+// for the pool while holding a lock.
+func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
+	ids := make([]int64, 0, len(keys))
+	for _, k := range keys {
+		h := fnv.New64a()
+		h.Write([]byte(k))
+		ids = append(ids, int64(h.Sum64()))
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", key, err)
+		return nil, fmt.Errorf("lock %v: %w", keys, err)
 	}
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	id := int64(h.Sum64())
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
-		// A cancelled wait may leave the connection mid-protocol: drop it.
-		conn.Hijack().Close(context.Background())
-		return nil, fmt.Errorf("lock %s: %w", key, err)
+	for _, id := range ids {
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
+			// A cancelled wait may leave the connection mid-protocol; closing
+			// the session releases whatever it holds.
+			conn.Hijack().Close(context.Background())
+			return nil, fmt.Errorf("lock %v: %w", keys, err)
+		}
 	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", id); err != nil {
-			// Closing the session releases its locks.
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
 			conn.Hijack().Close(ctx)
 			return
 		}

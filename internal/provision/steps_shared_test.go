@@ -1,0 +1,65 @@
+package provision_test
+
+import (
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/bucketbridge/bucketbridge/internal/awsfake"
+	"github.com/bucketbridge/bucketbridge/internal/policy"
+	"github.com/bucketbridge/bucketbridge/internal/provision"
+)
+
+// TestSharedRoleAcrossPrefixes: two requests from one source bucket into one
+// destination with different prefixes share the role and the destination's
+// statements. Deprovisioning one must leave the other replicating.
+func TestSharedRoleAcrossPrefixes(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	// The source key delegates to nobody, so the source key statement is
+	// shared too.
+	specA, specB := demoSpec(), demoSpec()
+	specA.Rule.Prefix, specB.Rule.Prefix = "a/", "b/"
+	runA := e.run(t, "req-a", specA, provision.Facts{})
+	runB := e.run(t, "req-b", specB, provision.Facts{})
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, r := range []*provision.Run{runA, runB} {
+		wg.Go(func() { _, errs[i] = runPhase(ctx, r, provision.ProvisionSteps(), 5) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("provision: %v", err)
+		}
+	}
+
+	if _, err := runPhase(ctx, e.run(t, "req-a", specA, runA.Facts()), provision.DeprovisionSteps(), 0); err != nil {
+		t.Fatalf("deprovision a: %v", err)
+	}
+	role := roleARN(srcAcct, srcRole)
+	dst := specB.Destination
+	bp := e.bucketPolicy(t, dstAcct, dst.Region, dst.Bucket)
+	kp := e.keyPolicy(t, dstAcct, dst.Region, dst.KMSKeyARN)
+	for _, c := range []struct {
+		d   policy.Document
+		sid string
+	}{{*bp, policy.SidReplicaObjects}, {*bp, policy.SidReplicaBucket}, {kp, policy.KeyStatementSid(policy.SidReplicaEncrypt, dst.Bucket)}} {
+		if p, n := principalsOf(c.d, c.sid); n != 1 || !slices.Equal(p, []string{role}) {
+			t.Errorf("after deprovisioning a, %s has principals %v in %d statements; b still needs %s", c.sid, p, n, role)
+		}
+	}
+	cfg := e.replication(t, srcAcct, awsfake.DemoSourceRegion, awsfake.DemoSourceBucket)
+	if cfg == nil || len(cfg.Rules) != 1 || cfg.Rules[0].ID != policy.RuleID("req-b") {
+		t.Fatalf("after deprovisioning a, the source configuration is %+v; want b's rule alone", cfg)
+	}
+	if _, err := step(t, provision.ProvisionSteps(), provision.StepVerify).Run(ctx, e.run(t, "req-b", specB, runB.Facts())); err != nil {
+		t.Errorf("b no longer replicates after a was deprovisioned: %v", err)
+	}
+
+	if _, err := runPhase(ctx, e.run(t, "req-b", specB, runB.Facts()), provision.DeprovisionSteps(), 0); err != nil {
+		t.Fatalf("deprovision b: %v", err)
+	}
+	e.checkDemoClean(t)
+}
