@@ -26,6 +26,9 @@ const (
 	// DefaultPollInterval is how often the canary's status is read when
 	// StepConfig.PollInterval is zero.
 	DefaultPollInterval = 5 * time.Second
+	// firstPoll is the first wait between canary status reads; it doubles
+	// up to the poll interval.
+	firstPoll = 50 * time.Millisecond
 	// CanaryDir is where, under the rule's prefix, canary objects are put.
 	CanaryDir = "bucketbridge-canary/"
 	// canaryCleanupTimeout bounds deleting canary versions after the step's
@@ -102,8 +105,11 @@ func canary(ctx context.Context, run *Run, key string) (canaryResult, error) {
 	interval := cmp.Or(run.Config.PollInterval, DefaultPollInterval)
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	// Polls start fast and slow down to interval, so the recorded latency
+	// is close to the real one whether replication takes 50 ms or minutes.
+	wait := min(firstPoll, interval)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	var lastErr error
 	for {
 		head, err := run.Source.S3.HeadObject(wctx, &s3.HeadObjectInput{
@@ -139,7 +145,9 @@ func canary(ctx context.Context, run *Run, key string) (canaryResult, error) {
 		case <-wctx.Done():
 			status := cmp.Or(res.Status, "unknown")
 			return res, Permanent(fmt.Sprintf("the canary object %s did not replicate to bucket %s within %s (last status %s): S3 may be slow (raise BB_VERIFY_TIMEOUT), or an object written before every permission was in place may be stuck; check the role's inline policy, KB's and %s's policies, and S3 replication metrics", object, dst.Bucket, timeout, status, dst.Bucket), lastErr)
-		case <-tick.C:
+		case <-timer.C:
+			wait = min(2*wait, interval)
+			timer.Reset(wait)
 		}
 	}
 }

@@ -70,8 +70,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	cfg.RequestDeadline = cmp.Or(cfg.RequestDeadline, time.Hour)
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 20*time.Second)
 	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 5*time.Minute)
-	cfg.StepConfig.VerifyTimeout = cmp.Or(cfg.StepConfig.VerifyTimeout, 15*time.Minute)
-	cfg.StepConfig.PollInterval = cmp.Or(cfg.StepConfig.PollInterval, time.Second)
+	cfg.StepConfig.VerifyTimeout = cmp.Or(cfg.StepConfig.VerifyTimeout, DefaultVerifyTimeout)
 	cfg.Owner = cmp.Or(cfg.Owner, fmt.Sprintf("%s/%d/%04x", host, os.Getpid(), rand.Uint32()&0xffff))
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -15,6 +16,11 @@ import (
 
 	"github.com/bucketbridge/bucketbridge/migrations"
 )
+
+// defaultMaxConns sizes the pool for the default 8 workers, each running up
+// to four steps at once that may each hold an advisory lock on a connection
+// of its own, plus the API. DATABASE_URL's pool_max_conns overrides it.
+const defaultMaxConns = 40
 
 // Store is the Postgres store; it is safe for concurrent use.
 type Store struct {
@@ -28,6 +34,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = defaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
