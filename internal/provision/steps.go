@@ -78,23 +78,8 @@ func DeprovisionSteps() []StepDef {
 // input is what the policy builders need from the run: the request and the
 // role learned so far (the default role name until inspection says otherwise).
 func input(run *Run) policy.Input {
-	s := run.Replication.Spec
-	return policy.Input{
-		RequestID:               run.Replication.ID,
-		Source:                  policySide(s.Source),
-		Destination:             policySide(s.Destination),
-		Prefix:                  s.Rule.Prefix,
-		DeleteMarkerReplication: s.Rule.DeleteMarkerReplication,
-		ReplicaModifications:    s.Rule.ReplicaModifications,
-		StorageClass:            s.Rule.StorageClass,
-		ReplicationTimeControl:  s.Rule.ReplicationTimeControl,
-		TrustConditions:         run.Config.TrustConditions,
-		RoleName:                roleName(run),
-	}
-}
-
-func policySide(s Side) policy.Side {
-	return policy.Side{AccountID: s.AccountID, Region: s.Region, Bucket: s.Bucket, KMSKeyARN: s.KMSKeyARN}
+	r := run.Replication
+	return r.PolicyInput(r.ID, run.Config.TrustConditions, roleName(run))
 }
 
 func findings(f Facts) policy.Findings {
