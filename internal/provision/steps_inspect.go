@@ -154,7 +154,7 @@ func versioningAdvice(which, bucket, status string) string {
 	if status == "" {
 		status = "never enabled"
 	}
-	return fmt.Sprintf("%s bucket %s does not have versioning enabled (%s), which replication requires: enable versioning on bucket %s (aws s3api put-bucket-versioning --bucket %s --versioning-configuration Status=Enabled) or resubmit with enable_versioning: true",
+	return fmt.Sprintf("%s bucket %s does not have versioning enabled (%s), which replication requires: enable versioning on bucket %s (aws s3api put-bucket-versioning --bucket %s --versioning-configuration Status=Enabled) or deprovision this request (DELETE it) and resubmit it with enable_versioning: true",
 		which, bucket, status, bucket, bucket)
 }
 
@@ -171,7 +171,7 @@ func inspectBucket(ctx context.Context, acct *Account, side Side, which string, 
 	case httpStatus(err) == http.StatusForbidden:
 		return f, Permanent(fmt.Sprintf("%s bucket %s is not owned by account %s, or the provisioner role there may not s3:ListBucket it: check the bucket's owner and the role's permissions", which, side.Bucket, side.AccountID), err)
 	case httpStatus(err) == http.StatusMovedPermanently || errorCode(err) == "PermanentRedirect":
-		return f, Permanent(fmt.Sprintf("%s bucket %s is not in region %s: resubmit with the bucket's region (and a key in that region)", which, side.Bucket, side.Region), err)
+		return f, Permanent(fmt.Sprintf("%s bucket %s is not in region %s: deprovision this request (DELETE it) and resubmit it with the bucket's region (and a key in that region)", which, side.Bucket, side.Region), err)
 	default:
 		return f, classify(err, call{Account: side.AccountID, Action: "s3:ListBucket", Resource: side.Bucket})
 	}
@@ -181,7 +181,7 @@ func inspectBucket(ctx context.Context, acct *Account, side Side, which string, 
 	}
 	f.Region = bucketRegion(loc.LocationConstraint)
 	if f.Region != side.Region {
-		return f, Permanent(fmt.Sprintf("%s bucket %s is in region %s, not %s: resubmit with region %s and a key in that region", which, side.Bucket, f.Region, side.Region, f.Region), nil)
+		return f, Permanent(fmt.Sprintf("%s bucket %s is in region %s, not %s: deprovision this request (DELETE it) and resubmit it with region %s and a key in that region", which, side.Bucket, f.Region, side.Region, f.Region), nil)
 	}
 	ver, err := acct.S3.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
 	if err != nil {
@@ -245,7 +245,7 @@ func inspectKey(ctx context.Context, acct *Account, side Side, which string) (ke
 	f.State, f.Spec, f.Manager, f.Usage = string(md.KeyState), string(md.KeySpec), string(md.KeyManager), string(md.KeyUsage)
 	switch {
 	case md.KeyManager == kmstypes.KeyManagerTypeAws:
-		return f, Permanent(fmt.Sprintf("%s key %s is an AWS managed key (such as aws/s3), whose policy cannot be changed to let another account's role use it: encrypt %s with a customer-managed key and resubmit with its ARN", which, side.KMSKeyARN, side.Bucket), nil)
+		return f, Permanent(fmt.Sprintf("%s key %s is an AWS managed key (such as aws/s3), whose policy cannot be changed to let another account's role use it: encrypt %s with a customer-managed key, deprovision this request (DELETE it) and resubmit it with that key", which, side.KMSKeyARN, side.Bucket), nil)
 	case md.AWSAccountId != nil && aws.ToString(md.AWSAccountId) != side.AccountID:
 		return f, Permanent(fmt.Sprintf("%s key %s belongs to account %s, not %s: name a key of the bucket's account", which, side.KMSKeyARN, aws.ToString(md.AWSAccountId), side.AccountID), nil)
 	case md.KeyState == kmstypes.KeyStatePendingDeletion || md.KeyState == kmstypes.KeyStatePendingReplicaDeletion:

@@ -78,7 +78,7 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 			if within(facts.VersioningEnabledAt, clock(run)) {
 				return Result{}, Retry(propagationRetryDelay, fmt.Errorf("put replication configuration on %s: versioning not visible yet: %w", side.Bucket, err))
 			}
-			return Result{}, Permanent(fmt.Sprintf("S3 refused the replication rule on %s because versioning is not enabled (%s): enable versioning on source bucket %s and destination bucket %s (aws s3api put-bucket-versioning --bucket <bucket> --versioning-configuration Status=Enabled) or resubmit with enable_versioning: true",
+			return Result{}, Permanent(fmt.Sprintf("S3 refused the replication rule on %s because versioning is not enabled (%s): enable versioning on source bucket %s and destination bucket %s (aws s3api put-bucket-versioning --bucket <bucket> --versioning-configuration Status=Enabled) or deprovision this request (DELETE it) and resubmit it with enable_versioning: true",
 				side.Bucket, errorMessage(err), side.Bucket, run.Replication.Destination.Bucket), err)
 		default:
 			return Result{}, writeError(run, err, c)
