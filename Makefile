@@ -27,7 +27,8 @@ $(REDOCLY): package.json package-lock.json
 
 ## bench: benchmarks (not run by CI); results go to docs/BENCHMARKS.md.
 bench: postgres
-	go test -run='^$$' -bench=. -benchtime=3s ./...
+	go test -run='^$$' -bench=BenchmarkAPI -benchtime=2000x ./internal/api
+	go test -run='^$$' -bench=BenchmarkProvision -benchtime=3x ./internal/provision
 
 postgres:
 	@scripts/ensure-postgres.sh
