@@ -128,6 +128,9 @@ type Run struct {
 
 	mu    sync.Mutex
 	facts Facts
+	// record serializes the engine's writes of facts, so that the last
+	// write of concurrent steps carries everything both learned.
+	record sync.Mutex
 }
 
 // NewRun returns a run that starts from what earlier steps learned.
@@ -229,4 +232,9 @@ type StepDef struct {
 	Where Where
 	Group int
 	Run   StepFunc
+	// Undoes names the provisioning step whose effect a deprovisioning step
+	// removes; the step is skipped when that one never started, so a
+	// request that failed before writing anything (a mistyped key ARN, an
+	// unreachable account) deprovisions without touching AWS.
+	Undoes string
 }

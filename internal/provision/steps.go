@@ -66,12 +66,12 @@ func ProvisionSteps() []StepDef {
 func DeprovisionSteps() []StepDef {
 	return []StepDef{
 		{Name: StepResolveAccounts, Where: InBoth, Group: 1, Run: resolveAccounts},
-		{Name: StepRemoveReplicationRule, Where: InSource, Group: 2, Run: removeReplicationRule},
-		{Name: StepRemoveDestinationBucketPolicy, Where: InDestination, Group: 3, Run: removeDestinationBucketPolicy},
-		{Name: StepRemoveDestinationKeyPolicy, Where: InDestination, Group: 3, Run: removeDestinationKeyPolicy},
-		{Name: StepRemoveSourceKeyPolicy, Where: InSource, Group: 3, Run: removeSourceKeyPolicy},
-		{Name: StepDeleteRolePolicy, Where: InSource, Group: 4, Run: deleteRolePolicy},
-		{Name: StepDeleteRole, Where: InSource, Group: 5, Run: deleteRole},
+		{Name: StepRemoveReplicationRule, Where: InSource, Group: 2, Run: removeReplicationRule, Undoes: StepPutReplicationRule},
+		{Name: StepRemoveDestinationBucketPolicy, Where: InDestination, Group: 3, Run: removeDestinationBucketPolicy, Undoes: StepUpdateDestinationBucketPolicy},
+		{Name: StepRemoveDestinationKeyPolicy, Where: InDestination, Group: 3, Run: removeDestinationKeyPolicy, Undoes: StepUpdateDestinationKeyPolicy},
+		{Name: StepRemoveSourceKeyPolicy, Where: InSource, Group: 3, Run: removeSourceKeyPolicy, Undoes: StepUpdateSourceKeyPolicy},
+		{Name: StepDeleteRolePolicy, Where: InSource, Group: 4, Run: deleteRolePolicy, Undoes: StepPutRolePolicy},
+		{Name: StepDeleteRole, Where: InSource, Group: 5, Run: deleteRole, Undoes: StepEnsureReplicationRole},
 	}
 }
 

@@ -22,6 +22,9 @@ type Claim struct {
 	// Done holds the steps of this phase that already succeeded or were
 	// skipped; a resumed request starts at its first step not in Done.
 	Done map[string]bool
+	// Attempted holds the provisioning steps that ever started an attempt:
+	// only those may have written anything to remove.
+	Attempted map[string]bool
 	// CancelRequested: stop before the next step.
 	CancelRequested bool
 	// Owner is the lease owner every write is fenced with.

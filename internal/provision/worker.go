@@ -192,6 +192,19 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 		finish(StateCancelled, "cancelled by caller before the next step")
 		return
 	}
+	steps, skipped := p.stepsToRun(c)
+	for _, def := range skipped {
+		if err := p.skip(runCtx, c, def); err != nil {
+			if !errors.Is(err, ErrLeaseLost) {
+				log.ErrorContext(runCtx, "record skipped step", "step", def.Name, "error", err)
+			}
+			return
+		}
+	}
+	if len(steps) == 0 {
+		finish(StateDeprovisioned, "nothing to remove: provisioning never wrote anything")
+		return
+	}
 	run := NewRun(c.Replication, c.Facts)
 	run.Config, run.Lock, run.Now = p.cfg.StepConfig, p.cfg.Store.Lock, p.cfg.Now
 	var err error
@@ -205,7 +218,7 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 		return
 	}
 
-	for _, group := range groups(p.cfg.Steps[c.Phase]) {
+	for _, group := range groups(steps) {
 		if ctx.Err() != nil {
 			release()
 			return
@@ -264,6 +277,52 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 	finish(StateSucceeded, msg)
 }
 
+// stepsToRun returns the steps of c's phase still to run, and the
+// deprovisioning steps to record as skipped because what they remove was
+// never written. When nothing needs removing, no step runs at all, so a
+// request that failed before writing anything deprovisions even when its
+// accounts cannot be reached.
+func (p *Pool) stepsToRun(c *Claim) (run, skipped []StepDef) {
+	all := p.cfg.Steps[c.Phase]
+	if c.Phase != PhaseDeprovision {
+		return all, nil
+	}
+	removes := false
+	for _, def := range all {
+		switch {
+		case c.Done[def.Name]:
+			run = append(run, def) // skipped again by the group loop
+		case def.Undoes != "" && !c.Attempted[def.Undoes]:
+			skipped = append(skipped, def)
+		default:
+			removes = removes || def.Undoes != ""
+			run = append(run, def)
+		}
+	}
+	if !removes {
+		for _, def := range run {
+			if !c.Done[def.Name] {
+				skipped = append(skipped, def)
+			}
+		}
+		return nil, skipped
+	}
+	return run, skipped
+}
+
+// skip records a step that has nothing to do.
+func (p *Pool) skip(ctx context.Context, c *Claim, def StepDef) error {
+	if err := p.cfg.Store.StartStep(ctx, c, def.Name); err != nil {
+		return err
+	}
+	after := map[string]string{"reason": "nothing to remove: provisioning never started " + cmp.Or(def.Undoes, "a step that writes")}
+	err := p.cfg.Store.FinishStep(ctx, c, StepRecord{Phase: c.Phase, Name: def.Name, Status: "skipped", After: encodeDoc(after)}, c.Facts)
+	if err == nil {
+		c.Done[def.Name] = true
+	}
+	return err
+}
+
 // runStep runs one attempt of a step and records it.
 func (p *Pool) runStep(ctx context.Context, c *Claim, run *Run, def StepDef) error {
 	if err := p.cfg.Store.StartStep(ctx, c, def.Name); err != nil {
@@ -293,7 +352,10 @@ func (p *Pool) runStep(ctx context.Context, c *Claim, run *Run, def StepDef) err
 	}
 	bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer bcancel()
-	if ferr := p.cfg.Store.FinishStep(bctx, c, rec, run.Facts()); ferr != nil {
+	run.record.Lock()
+	ferr := p.cfg.Store.FinishStep(bctx, c, rec, run.Facts())
+	run.record.Unlock()
+	if ferr != nil {
 		return ferr
 	}
 	return err

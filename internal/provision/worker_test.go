@@ -541,7 +541,7 @@ func TestDeprovisionRunsTheInverseTable(t *testing.T) {
 	var runs counter
 	steps := map[provision.Phase][]provision.StepDef{
 		provision.PhaseProvision:   {{Name: "add", Group: 1, Run: ok("add", &runs)}},
-		provision.PhaseDeprovision: {{Name: "remove", Group: 1, Run: ok("remove", &runs)}},
+		provision.PhaseDeprovision: {{Name: "remove", Group: 1, Run: ok("remove", &runs), Undoes: "add"}},
 	}
 	r := create(t, st, 1)
 	startPool(t, provision.PoolConfig{Store: st, Steps: steps})
@@ -570,4 +570,45 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// unreachableSessions stands for accounts that cannot be reached.
+type unreachableSessions struct{}
+
+func (unreachableSessions) Account(context.Context, string, string) (*provision.Account, error) {
+	return nil, provision.Permanent("AssumeRole denied", errors.New("AccessDenied"))
+}
+
+func TestDeprovisioningARequestThatWroteNothingTouchesNoAccount(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	var runs counter
+	steps := map[provision.Phase][]provision.StepDef{
+		provision.PhaseProvision: {
+			{Name: "inspect", Group: 1, Run: func(context.Context, *provision.Run) (provision.Result, error) {
+				return provision.Result{}, provision.Permanent("key not found: fix the ARN", nil)
+			}},
+			{Name: "write", Group: 2, Run: ok("write", &runs)},
+		},
+		provision.PhaseDeprovision: {
+			{Name: "resolve", Group: 1, Run: ok("resolve", &runs)},
+			{Name: "unwrite", Group: 2, Run: ok("unwrite", &runs), Undoes: "write"},
+		},
+	}
+	r := create(t, st, 1)
+	startPool(t, provision.PoolConfig{Store: st, Steps: steps, Sessions: unreachableSessions{}})
+	waitState(t, st, r.ID, provision.StateFailed)
+	if _, err := st.Deprovision(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, st, r.ID, provision.StateDeprovisioned)
+	if runs.get("resolve")+runs.get("unwrite")+runs.get("write") != 0 {
+		t.Errorf("steps ran: %v", runs.n)
+	}
+	// The accounts could not be reached, so provisioning failed before its
+	// first step, and deprovisioning has nothing to do there.
+	want := map[string]string{"deprovision/resolve": "skipped", "deprovision/unwrite": "skipped"}
+	if diff := cmp.Diff(want, stepStatuses(t, st, r.ID)); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
 }

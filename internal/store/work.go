@@ -38,6 +38,9 @@ RETURNING r.id, next.old_state::text, next.old_owner, r.phase, r.phase_started_a
 const selectDoneSteps = `SELECT name FROM replication_steps
 WHERE replication_id = $1 AND phase = $2 AND status IN ('succeeded', 'skipped')`
 
+const selectAttemptedSteps = `SELECT name FROM replication_steps
+WHERE replication_id = $1 AND phase = 'provision' AND attempts > 0 AND status <> 'skipped'`
+
 // Claim leases the next runnable request for owner.
 func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (provision.Claim, bool, error) {
 	var c provision.Claim
@@ -80,6 +83,18 @@ func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (p
 	c.Done = make(map[string]bool, len(done))
 	for _, name := range done {
 		c.Done[name] = true
+	}
+	rows, err = tx.Query(ctx, selectAttemptedSteps, id)
+	if err != nil {
+		return c, false, fmt.Errorf("read steps of %s: %w", id, err)
+	}
+	attempted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return c, false, fmt.Errorf("read steps of %s: %w", id, err)
+	}
+	c.Attempted = make(map[string]bool, len(attempted))
+	for _, name := range attempted {
+		c.Attempted[name] = true
 	}
 	switch {
 	case oldState == string(provision.StatePending):
