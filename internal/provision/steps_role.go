@@ -229,10 +229,25 @@ func putRolePolicy(ctx context.Context, run *Run) (Result, error) {
 	in := input(run)
 	arn, name := in.RoleARN(), roleName(run)
 	side := run.Replication.Source
-	want := policy.RolePolicy(in, findings(run.Facts()))
 	c := func(action string) call { return call{Account: side.AccountID, Action: action, Resource: arn} }
+	// The deprovisioning of another request from this source bucket may have
+	// deleted the shared role since ensure_replication_role ran (it had no
+	// inline policy then): create it again.
+	role, err := getRole(ctx, run.Source, name)
+	if err != nil {
+		return Result{}, classify(err, c("iam:GetRole"))
+	}
+	if role == nil {
+		if _, err := ensureReplicationRole(ctx, run); err != nil {
+			return Result{}, err
+		}
+	}
+	want := policy.RolePolicy(in, findings(run.Facts()))
 	return withLock(ctx, run, []string{arn}, func() (Result, error) {
 		current, err := readRolePolicies(ctx, run.Source, name)
+		if IsNotFound(err) {
+			return Result{}, fmt.Errorf("role %s was deleted while its inline policy was being written; it is created again on the next attempt: %w", arn, err)
+		}
 		if err != nil {
 			return Result{}, classify(err, c("iam:GetRolePolicy"))
 		}
@@ -248,7 +263,10 @@ func putRolePolicy(ctx context.Context, run *Run) (Result, error) {
 		}
 		if _, err := run.Source.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{
 			RoleName: aws.String(name), PolicyName: aws.String(want.Name), PolicyDocument: aws.String(mustJSON(want.Document)),
-		}); err != nil {
+		}); IsNotFound(err) {
+			// Deleted meanwhile, or not yet visible after creation.
+			return Result{}, fmt.Errorf("put inline policy %s on %s: the role is not there; retrying: %w", want.Name, arn, err)
+		} else if err != nil {
 			return Result{}, classify(err, c("iam:PutRolePolicy"))
 		}
 		got, err := getRolePolicy(ctx, run.Source, name, want.Name)

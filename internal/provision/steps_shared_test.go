@@ -5,6 +5,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
 	"github.com/bucketbridge/bucketbridge/internal/awsfake"
 	"github.com/bucketbridge/bucketbridge/internal/policy"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
@@ -62,4 +65,31 @@ func TestSharedRoleAcrossPrefixes(t *testing.T) {
 		t.Fatalf("deprovision b: %v", err)
 	}
 	e.checkDemoClean(t)
+}
+
+// TestRoleDeletedBeforeItsPolicyIsWritten: another request's deprovisioning
+// deleted the shared role between ensure_replication_role and
+// put_role_policy; put_role_policy creates it again instead of failing.
+func TestRoleDeletedBeforeItsPolicyIsWritten(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	spec := demoSpec()
+	run := e.run(t, "req-late", spec, provision.Facts{})
+	steps := provision.ProvisionSteps()
+	for _, name := range []string{provision.StepResolveAccounts, provision.StepInspectSource, provision.StepInspectDestination, provision.StepEnsureReplicationRole} {
+		if _, err := step(t, steps, name).Run(ctx, run); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if _, err := e.cloud.IAM(srcAcct).DeleteRole(ctx, &iam.DeleteRoleInput{RoleName: aws.String(srcRole)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := step(t, steps, provision.StepPutRolePolicy).Run(ctx, run)
+	if err != nil || !res.Changed {
+		t.Fatalf("put_role_policy after the role was deleted = %+v, %v", res, err)
+	}
+	if _, err := runPhase(ctx, run, steps, 5); err != nil {
+		t.Fatalf("the rest of provisioning: %v", err)
+	}
 }
