@@ -163,6 +163,11 @@ func parseTokens(v string) (api.Tokens, error) {
 func (c config) LogValue() slog.Value {
 	db := "(unparseable)"
 	if u, err := url.Parse(c.DatabaseURL); err == nil {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 		db = u.Redacted()
 	}
 	callers := make([]string, 0, len(c.Tokens))

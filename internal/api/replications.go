@@ -148,6 +148,9 @@ func parseFilter(r *http.Request) (provision.Filter, error) {
 		}
 		ve.Errors = append(ve.Errors, provision.FieldError{Field: "state", Message: "must be one of " + strings.Join(names, ", ")})
 	}
+	if provision.HasControl(f.Ticket) {
+		ve.Errors = append(ve.Errors, provision.FieldError{Field: "ticket", Message: "must not contain control characters"})
+	}
 	if f.AccountID != "" && !accountIDPattern.MatchString(f.AccountID) {
 		ve.Errors = append(ve.Errors, provision.FieldError{Field: "account_id", Message: "must be a 12-digit AWS account ID"})
 	}

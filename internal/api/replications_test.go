@@ -132,6 +132,12 @@ func TestCreateValidation(t *testing.T) {
 		{"wrong type names its field", mutate(func(b map[string]any) { side(b, "source")["account_id"] = 111111111111 }),
 			[]string{"source.account_id"}},
 		{"unknown field names it", mutate(func(b map[string]any) { b["colour"] = "blue" }), []string{"colour"}},
+		{"wildcard in prefix", mutate(func(b map[string]any) { b["rule"] = map[string]any{"prefix": "logs/*"} }),
+			[]string{"rule.prefix"}},
+		{"prefix leaving no room for the canary", mutate(func(b map[string]any) {
+			b["rule"] = map[string]any{"prefix": strings.Repeat("p", 1000)}
+		}), []string{"rule.prefix"}},
+		{"NUL in ticket", mutate(func(b map[string]any) { b["ticket"] = "OPS\u0000-1" }), []string{"ticket"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := f.do("POST", "/v1/replications", tc.body)
@@ -295,7 +301,7 @@ func TestListPagesAndFilters(t *testing.T) {
 	}
 	for query, field := range map[string]string{
 		"state=bogus": "state", "limit=0": "limit", "limit=201": "limit", "limit=x": "limit",
-		"account_id=12": "account_id", "cursor=garbage": "cursor",
+		"account_id=12": "account_id", "cursor=garbage": "cursor", "ticket=%00": "ticket",
 	} {
 		r := f.do("GET", "/v1/replications?"+query, nil)
 		if r.status != http.StatusBadRequest || !slices.Equal(fieldsOf(t, r), []string{field}) {

@@ -54,7 +54,7 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 		var conflict *policy.RoleConflictError
 		if errors.As(err, &conflict) {
 			if !facts.RoleAdopted || roleNameOf(conflict.Existing) != facts.RoleName {
-				return Result{}, Permanent(fmt.Sprintf("the replication configuration of source bucket %s now names role %s, not %s, which inspection found: it changed since; retry the request so that inspection adopts the role it names now", side.Bucket, conflict.Existing, role), err)
+				return Result{}, Permanent(fmt.Sprintf("the replication configuration of source bucket %s now names role %s, not %s, which inspection found: it changed since inspection; deprovision this request (DELETE it) and resubmit it so that inspection adopts the role the configuration names now", side.Bucket, conflict.Existing, role), err)
 			}
 			role = conflict.Existing
 			want, err = policy.MergeReplicationRule(current, role, rule)

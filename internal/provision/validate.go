@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Regions are the AWS commercial-partition regions bucketbridge accepts; the
@@ -32,9 +34,10 @@ var StorageClasses = []string{
 // DefaultStorageClass is used when a request names none.
 const DefaultStorageClass = "STANDARD"
 
-// maxPrefix is S3's limit on a rule's prefix (the key length limit).
+// maxPrefix leaves room under S3's 1,024-byte key limit for the canary
+// object, <prefix>bucketbridge-canary/<request id> (56 bytes after the prefix).
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
-const maxPrefix = 1024
+const maxPrefix = 1024 - 56
 
 const (
 	maxTicket      = 256
@@ -56,14 +59,23 @@ func (s Spec) Validate() error {
 	if s.Source.Bucket != "" && s.Source.Bucket == s.Destination.Bucket {
 		v.add("destination.bucket", "must differ from source.bucket")
 	}
-	if len(s.Rule.Prefix) > maxPrefix {
+	switch {
+	case len(s.Rule.Prefix) > maxPrefix:
 		v.add("rule.prefix", "must be at most %d bytes", maxPrefix)
+	case strings.ContainsAny(s.Rule.Prefix, "*?$"):
+		// In the role policy's resources and conditions these are IAM
+		// wildcards and policy variables, which would widen the grant.
+		v.add("rule.prefix", "must not contain *, ? or $")
+	case HasControl(s.Rule.Prefix):
+		v.add("rule.prefix", "must not contain control characters")
 	}
 	if !slices.Contains(StorageClasses, s.Rule.StorageClass) {
 		v.add("rule.storage_class", "must be one of %s", strings.Join(StorageClasses, ", "))
 	}
 	if len(s.Ticket) > maxTicket {
 		v.add("ticket", "must be at most %d characters", maxTicket)
+	} else if HasControl(s.Ticket) {
+		v.add("ticket", "must not contain control characters")
 	}
 	if s.CallbackURL != "" {
 		if msg := checkCallbackURL(s.CallbackURL); msg != "" {
@@ -161,4 +173,13 @@ func checkCallbackURL(raw string) string {
 		}
 	}
 	return ""
+}
+
+// HasControl reports whether s holds a control character or invalid UTF-8,
+// which no name, prefix or ticket needs and Postgres text cannot hold (NUL).
+func HasControl(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
+	}
+	return strings.ContainsFunc(s, unicode.IsControl)
 }

@@ -133,6 +133,7 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 		defer close(heartbeatDone)
 		t := time.NewTicker(p.cfg.Lease / 3)
 		defer t.Stop()
+		renewed := time.Now()
 		for {
 			select {
 			case <-runCtx.Done():
@@ -146,10 +147,20 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 				lost.Store(true)
 				cancelRun()
 				return
+			case err != nil && time.Since(renewed) > p.cfg.Lease*9/10:
+				// Another worker may claim the request any moment now: stop
+				// acting on AWS rather than risk running it twice.
+				log.WarnContext(runCtx, "cannot renew the lease before it expires; stopping", "error", err)
+				lost.Store(true)
+				cancelRun()
+				return
 			case err != nil:
 				log.WarnContext(runCtx, "lease heartbeat failed", "error", err)
-			case cancel:
-				cancelRequested.Store(true)
+			default:
+				renewed = time.Now()
+				if cancel {
+					cancelRequested.Store(true)
+				}
 			}
 		}
 	}()
@@ -333,7 +344,7 @@ func (p *Pool) runStep(ctx context.Context, c *Claim, run *Run, def StepDef) err
 		timeout += p.cfg.StepConfig.VerifyTimeout
 	}
 	stepCtx, cancel := context.WithTimeout(ctx, timeout)
-	res, err := callStep(stepCtx, def, run)
+	res, err := p.callStep(stepCtx, def, run)
 	if err != nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("step %s timed out after %s: %w", def.Name, timeout, err)
 	}
@@ -363,11 +374,12 @@ func (p *Pool) runStep(ctx context.Context, c *Claim, run *Run, def StepDef) err
 
 // callStep runs a step, turning a panic into a permanent error so one bad
 // step cannot take the worker down.
-func callStep(ctx context.Context, def StepDef, run *Run) (res Result, err error) {
+func (p *Pool) callStep(ctx context.Context, def StepDef, run *Run) (res Result, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = Permanent(fmt.Sprintf("step %s crashed; this is a bug in bucketbridge", def.Name),
-				fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
+			p.log.ErrorContext(ctx, "step panicked", "step", def.Name, "replication_id", run.Replication.ID,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = Permanent(fmt.Sprintf("step %s crashed; this is a bug in bucketbridge (the server log has the details)", def.Name), nil)
 		}
 	}()
 	return def.Run(ctx, run)

@@ -400,6 +400,17 @@ func (s *Store) transition(ctx context.Context, id, action, sql string, message 
 		return provision.Replication{}, fmt.Errorf("%s replication %s: %w", action, id, err)
 	}
 	rs, err := collectReplications(rows)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "replications_one_live_per_route" {
+		// A cancelled request's route was taken by a newer request, whose
+		// documents would share names with this one's.
+		tx.Rollback(ctx) //nolint:errcheck // the transaction is aborted anyway
+		r, gerr := s.Get(ctx, id)
+		if gerr != nil {
+			return provision.Replication{}, gerr
+		}
+		return provision.Replication{}, s.duplicate(ctx, r.Spec)
+	}
 	if err != nil {
 		return provision.Replication{}, fmt.Errorf("%s replication %s: %w", action, id, err)
 	}

@@ -119,6 +119,27 @@ func TestCreateDuplicateLiveRoute(t *testing.T) {
 	}
 }
 
+func TestDeprovisioningACancelledRequestWhoseRouteWasReusedIsAConflict(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	old, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Cancel(ctx, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	newer, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dup *provision.DuplicateError
+	if _, err := s.Deprovision(ctx, old.ID); !errors.As(err, &dup) || dup.ExistingID != newer.ID {
+		t.Fatalf("deprovision the cancelled request = %v, want DuplicateError naming %s", err, newer.ID)
+	}
+}
+
 func TestCreateIdempotentUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -31,6 +31,8 @@ UPDATE replications r SET
     lease_owner = $1,
     lease_until = now() + $2 * interval '1 millisecond',
     state = CASE WHEN r.state = 'pending' THEN 'running'::replication_state ELSE r.state END,
+    -- Time spent queued does not count against the request deadline.
+    phase_started_at = CASE WHEN r.state = 'pending' THEN now() ELSE r.phase_started_at END,
     updated_at = now()
 FROM next WHERE r.id = next.id
 RETURNING r.id, next.old_state::text, next.old_owner, r.phase, r.phase_started_at, r.facts, r.cancel_requested`
