@@ -25,6 +25,16 @@ const replicationColumns = `id, state, source_account_id, source_region, source_
 	enable_versioning, verify, ticket, callback_url, requested_by, phase, cancel_requested, current_step,
 	attempt, last_error, created_at, updated_at, finished_at`
 
+// replicationColumnsOf qualifies the column list with a table alias, for
+// UPDATE … FROM, where bare names would be ambiguous.
+func replicationColumnsOf(alias string) string {
+	cols := strings.Split(replicationColumns, ",")
+	for i, c := range cols {
+		cols[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
+
 // replicationRow is one row of replications as the queries return it.
 type replicationRow struct {
 	ID                      uuid.UUID
@@ -321,15 +331,22 @@ func decodeCursor(c string) (time.Time, uuid.UUID, error) {
 	return time.UnixMicro(n), uid, nil
 }
 
-// cancel stops a pending request at once, and asks the worker running a
+// cancel stops at once a request no worker holds (pending, or running but
+// waiting for its next attempt), and asks the worker holding a running
 // request to stop after its current step.
-const cancel = `UPDATE replications SET
-    state = CASE WHEN state = 'pending' THEN 'cancelled'::replication_state ELSE state END,
-    finished_at = CASE WHEN state = 'pending' THEN now() END,
-    cancel_requested = (state = 'running'),
+var cancel = `WITH target AS (
+    SELECT id, (state = 'pending' OR lease_until IS NULL OR lease_until < now()) AS idle
+    FROM replications WHERE id = $1 AND state IN ('pending', 'running')
+    FOR UPDATE
+)
+UPDATE replications r SET
+    state = CASE WHEN target.idle THEN 'cancelled'::replication_state ELSE r.state END,
+    finished_at = CASE WHEN target.idle THEN now() END,
+    cancel_requested = NOT target.idle,
+    lease_owner = CASE WHEN target.idle THEN NULL ELSE r.lease_owner END,
     updated_at = now()
-WHERE id = $1 AND state IN ('pending', 'running')
-RETURNING ` + replicationColumns
+FROM target WHERE r.id = target.id
+RETURNING ` + replicationColumnsOf("r")
 
 // Cancel cancels a pending request, or asks for a running one to stop
 // after its current step (CancelRequested). Any other state answers

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -137,6 +138,29 @@ func TestDeprovisioningACancelledRequestWhoseRouteWasReusedIsAConflict(t *testin
 	var dup *provision.DuplicateError
 	if _, err := s.Deprovision(ctx, old.ID); !errors.As(err, &dup) || dup.ExistingID != newer.ID {
 		t.Fatalf("deprovision the cancelled request = %v, want DuplicateError naming %s", err, newer.ID)
+	}
+}
+
+func TestCancellingARequestWaitingToRetryCancelsItAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	r, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok, err := s.Claim(ctx, "w", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	retry := provision.Failure{Step: "inspect_source", RetryAt: time.Now().Add(time.Hour),
+		Problem: []byte(`{"type":"x","title":"Step will be retried","status":503}`)}
+	if err := s.Fail(ctx, &c, retry); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Cancel(ctx, r.ID)
+	if err != nil || got.State != provision.StateCancelled || got.FinishedAt == nil {
+		t.Fatalf("cancel a request waiting an hour to retry = %s, %v; want cancelled now", got.State, err)
 	}
 }
 
