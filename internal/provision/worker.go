@@ -276,6 +276,7 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 			c.Done[def.Name] = true
 			c.Replication.CurrentStep = def.Name
 		}
+		c.Replication.Attempt = 0 // as the store recorded with each step's success
 	}
 	if c.Phase == PhaseDeprovision {
 		finish(StateDeprovisioned, "everything bucketbridge added is removed")

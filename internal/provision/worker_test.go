@@ -231,8 +231,8 @@ func TestPoolRetriesThenSucceedsWithoutRepeatingSucceededSteps(t *testing.T) {
 	if runs.get("first") != 1 || runs.get("flaky") != 3 {
 		t.Errorf("runs: first %d (want 1), flaky %d (want 3)", runs.get("first"), runs.get("flaky"))
 	}
-	if done.Attempt != 2 {
-		t.Errorf("attempt = %d, want 2 failed attempts recorded", done.Attempt)
+	if done.Attempt != 0 {
+		t.Errorf("attempt = %d after the step succeeded, want 0", done.Attempt)
 	}
 	steps2, _ := st.Steps(context.Background(), r.ID)
 	for _, s := range steps2 {

@@ -189,7 +189,10 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 		return fmt.Errorf("encode facts: %w", err)
 	}
 	return s.fenced(ctx, c, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE replications SET facts = $2 WHERE id = $1`, c.Replication.ID, f); err != nil {
+		// attempt counts the failed attempts of the current step: a step that
+		// ends well starts the next one (and its backoff) from zero.
+		if _, err := tx.Exec(ctx, `UPDATE replications SET facts = $2,
+    attempt = CASE WHEN $3 = 'failed' THEN attempt ELSE 0 END WHERE id = $1`, c.Replication.ID, f, rec.Status); err != nil {
 			return fmt.Errorf("store facts of %s: %w", c.Replication.ID, err)
 		}
 		if _, err := tx.Exec(ctx, finishStep, c.Replication.ID, rec.Phase, rec.Name, rec.Status, rec.Changed,
