@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -119,5 +120,37 @@ func TestCancellingARunningRequestIsAccepted(t *testing.T) {
 	}
 	if body := r.json(t); body["state"] != "running" || body["cancel_requested"] != true {
 		t.Errorf("cancel running = %s", r.body)
+	}
+}
+
+func TestEventsFollowTheTimelineAsServerSentEvents(t *testing.T) {
+	t.Parallel()
+	f, st := lifecycleFixture(t)
+	id := f.do("POST", "/v1/replications", request("demo-source")).json(t)["id"].(string)
+	if _, err := st.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	r := f.do("GET", "/v1/replications/"+id+"/events", nil, "Accept", "text/event-stream")
+	if r.status != http.StatusOK || r.header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream = %d %q", r.status, r.header.Get("Content-Type"))
+	}
+	var states []string
+	for _, block := range strings.Split(strings.TrimSpace(string(r.body)), "\n\n") {
+		var e struct{ State string }
+		for _, line := range strings.Split(block, "\n") {
+			if data, ok := strings.CutPrefix(line, "data: "); ok {
+				if err := json.Unmarshal([]byte(data), &e); err != nil {
+					t.Fatalf("event data %q: %v", data, err)
+				}
+			}
+		}
+		states = append(states, e.State)
+	}
+	if strings.Join(states, ",") != "pending,cancelled" {
+		t.Errorf("streamed states %v, want pending then cancelled, then the end of the stream", states)
+	}
+	resumed := f.do("GET", "/v1/replications/"+id+"/events", nil, "Accept", "text/event-stream", "Last-Event-ID", "1")
+	if strings.Count(string(resumed.body), "data: ") != 1 {
+		t.Errorf("resuming after event 1 sent:\n%s", resumed.body)
 	}
 }

@@ -3,10 +3,12 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -196,9 +198,19 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		// A reconnecting EventSource resumes where it stopped.
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > after {
+			after = n
+		}
+	}
 	events, err := s.store.Events(r.Context(), chi.URLParam(r, "id"), after)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		s.followEvents(w, r, events, after)
 		return
 	}
 	writeJSON(w, http.StatusOK, eventList{Items: nonNil(events)})
@@ -246,4 +258,53 @@ func nonNil[T any](items []T) []T {
 		return []T{}
 	}
 	return items
+}
+
+// eventPoll is how often a followed timeline is read for new events.
+const eventPoll = 500 * time.Millisecond
+
+// followEvents streams a request's timeline as server-sent events, starting
+// with events, until the request is finished or the client goes away. Each
+// event's id lets an EventSource resume with Last-Event-ID.
+func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, events []provision.Event, after int64) {
+	id := chi.URLParam(r, "id")
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	tick := time.NewTicker(eventPoll)
+	defer tick.Stop()
+	for {
+		for _, e := range events {
+			data, err := json.Marshal(e)
+			if err != nil {
+				return
+			}
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, data); err != nil {
+				return
+			}
+			after = e.ID
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		// The request's state is read before the next events, so the
+		// event that finished it is always sent before the stream ends.
+		rep, err := s.store.Get(r.Context(), id)
+		if err != nil {
+			return
+		}
+		done := rep.State.Terminal() && !rep.CancelRequested
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+		}
+		if events, err = s.store.Events(r.Context(), id, after); err != nil {
+			return
+		}
+		if done && len(events) == 0 {
+			return
+		}
+	}
 }
