@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -30,10 +29,6 @@ import (
 
 // motoE2EToken is the API token of the moto end-to-end test.
 const motoE2EToken = "e2e-moto-0123456789abcdef"
-
-// motoE2EWait bounds each wait for the server (ready, provisioned,
-// deprovisioned): against moto every step takes milliseconds.
-const motoE2EWait = 20 * time.Second
 
 // motoAccount holds SDK clients acting in one moto account through an
 // AssumeRole session, as the provisioner's own would.
@@ -96,16 +91,16 @@ func TestMotoEndToEnd(t *testing.T) {
 	body := fmt.Sprintf(`{"source":{"account_id":%q,"region":"us-east-1","bucket":%q,"kms_key_arn":%q},
 		"destination":{"account_id":%q,"region":"us-west-2","bucket":%q,"kms_key_arn":%q},
 		"rule":{"prefix":%q},"verify":false}`, acctA, x, ka, acctB, y, kb, prefix)
-	status, created := motoCall(t, "POST", apiURL+"/v1/replications", body)
+	status, created := call(t, motoE2EToken, "POST", apiURL+"/v1/replications", body)
 	if status != http.StatusAccepted || created["cloud"] != "aws" {
 		t.Fatalf("create = %d %v; want 202 with \"cloud\": \"aws\"", status, created)
 	}
 	id, _ := created["id"].(string)
 	self := apiURL + "/v1/replications/" + id
-	if done := motoWaitState(t, self, "succeeded"); done["state"] != "succeeded" {
+	if done := waitForState(t, motoE2EToken, self); done["state"] != "succeeded" {
 		t.Fatalf("request %s ended %v at %v: %v", id, done["state"], done["current_step"], done["last_error"])
 	}
-	_, steps := motoCall(t, "GET", self+"/steps", "")
+	_, steps := call(t, motoE2EToken, "GET", self+"/steps", "")
 	stepStatus := map[string]any{}
 	for _, s := range steps["items"].([]any) {
 		if step := s.(map[string]any); step["phase"] == "provision" {
@@ -188,10 +183,10 @@ func TestMotoEndToEnd(t *testing.T) {
 	}
 
 	// Deprovisioning removes exactly what was added.
-	if status, out := motoCall(t, "DELETE", self, ""); status != http.StatusAccepted {
+	if status, out := call(t, motoE2EToken, "DELETE", self, ""); status != http.StatusAccepted {
 		t.Fatalf("DELETE = %d %v", status, out)
 	}
-	if gone := motoWaitState(t, self, "deprovisioned"); gone["state"] != "deprovisioned" {
+	if gone := waitForState(t, motoE2EToken, self); gone["state"] != "deprovisioned" {
 		t.Fatalf("deprovisioning ended %v at %v: %v", gone["state"], gone["current_step"], gone["last_error"])
 	}
 	if _, err := a.s3.GetBucketReplication(ctx, &s3.GetBucketReplicationInput{Bucket: aws.String(x)}); apiCode(err) != "ReplicationConfigurationNotFoundError" {
@@ -260,7 +255,7 @@ func motoServer(t *testing.T) string {
 		}
 	})
 	base := "http://" + addr
-	motoWaitFor(t, "server ready", func() bool {
+	waitFor(t, func() bool {
 		select {
 		case err := <-done:
 			done <- err
@@ -275,56 +270,6 @@ func motoServer(t *testing.T) string {
 		return resp.StatusCode == http.StatusOK
 	})
 	return base
-}
-
-func motoWaitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(motoE2EWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, motoE2EWait)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// motoWaitState polls a request until it is in want or in a state it cannot
-// leave on its own, and returns it.
-func motoWaitState(t *testing.T, url, want string) map[string]any {
-	t.Helper()
-	var r map[string]any
-	motoWaitFor(t, "request "+want, func() bool {
-		_, r = motoCall(t, "GET", url, "")
-		switch r["state"] {
-		case want, "failed", "cancelled", "deprovisioned":
-			return true
-		}
-		return false
-	})
-	return r
-}
-
-func motoCall(t *testing.T, method, url, body string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+motoE2EToken)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, out
 }
 
 // assumeMoto returns clients acting in account through AssumeRole, which

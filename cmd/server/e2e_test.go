@@ -54,13 +54,14 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-func call(t *testing.T, method, url, body string) (int, map[string]any) {
+// call sends one API request with token and decodes the JSON answer.
+func call(t *testing.T, token, method, url, body string) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+devToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -90,11 +91,11 @@ func demo(bucket, prefix string) string {
 }
 
 // waitForState polls a request until it reaches one of the terminal states.
-func waitForState(t *testing.T, url string) map[string]any {
+func waitForState(t *testing.T, token, url string) map[string]any {
 	t.Helper()
 	var r map[string]any
 	waitFor(t, func() bool {
-		_, r = call(t, "GET", url, "")
+		_, r = call(t, token, "GET", url, "")
 		switch r["state"] {
 		case "succeeded", "failed", "cancelled", "deprovisioned":
 			return true
@@ -110,16 +111,16 @@ func TestDevModeWalkthrough(t *testing.T) {
 	t.Parallel()
 	base := devServer(t)
 
-	status, created := call(t, "POST", base+"/v1/replications", demo("demo-destination", "reports/"))
+	status, created := call(t, devToken, "POST", base+"/v1/replications", demo("demo-destination", "reports/"))
 	if status != http.StatusAccepted || created["cloud"] != "fake" {
 		t.Fatalf("create = %d %v", status, created)
 	}
 	self := base + created["links"].(map[string]any)["self"].(string)
-	done := waitForState(t, self)
+	done := waitForState(t, devToken, self)
 	if done["state"] != "succeeded" {
 		t.Fatalf("demo request ended %v: %v", done["state"], done["last_error"])
 	}
-	_, steps := call(t, "GET", self+"/steps", "")
+	_, steps := call(t, devToken, "GET", self+"/steps", "")
 	seen := map[string]map[string]any{}
 	for _, s := range steps["items"].([]any) {
 		step := s.(map[string]any)
@@ -138,25 +139,25 @@ func TestDevModeWalkthrough(t *testing.T) {
 		t.Errorf("verify recorded no latency: %s", after)
 	}
 
-	status, bad := call(t, "POST", base+"/v1/replications", demo("demo-unversioned", ""))
+	status, bad := call(t, devToken, "POST", base+"/v1/replications", demo("demo-unversioned", ""))
 	if status != http.StatusAccepted {
 		t.Fatalf("create into demo-unversioned = %d", status)
 	}
-	failed := waitForState(t, base+bad["links"].(map[string]any)["self"].(string))
+	failed := waitForState(t, devToken, base+bad["links"].(map[string]any)["self"].(string))
 	lastErr, _ := failed["last_error"].(map[string]any)
 	if failed["state"] != "failed" || failed["current_step"] != "inspect_destination" ||
 		!strings.Contains(lastErr["detail"].(string), "enable_versioning") {
 		t.Errorf("unversioned destination ended %v with %v", failed["state"], failed["last_error"])
 	}
 
-	if status, _ := call(t, "DELETE", self, ""); status != http.StatusAccepted {
+	if status, _ := call(t, devToken, "DELETE", self, ""); status != http.StatusAccepted {
 		t.Fatalf("DELETE = %d", status)
 	}
-	gone := waitForState(t, self)
+	gone := waitForState(t, devToken, self)
 	if gone["state"] != "deprovisioned" {
 		t.Fatalf("deprovision ended %v: %v", gone["state"], gone["last_error"])
 	}
-	_, steps = call(t, "GET", self+"/steps", "")
+	_, steps = call(t, devToken, "GET", self+"/steps", "")
 	for _, s := range steps["items"].([]any) {
 		step := s.(map[string]any)
 		if step["phase"] == "deprovision" && step["name"] == "remove_destination_bucket_policy" {
