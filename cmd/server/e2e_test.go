@@ -139,6 +139,22 @@ func TestDevModeWalkthrough(t *testing.T) {
 		t.Errorf("verify recorded no latency: %s", after)
 	}
 
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`bucketbridge_replications{state="succeeded"} 1`,
+		`bucketbridge_requests_finished_total{state="succeeded"} 1`,
+		`bucketbridge_steps_total{phase="provision",status="succeeded",step="verify"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
 	status, bad := call(t, devToken, "POST", base+"/v1/replications", demo("demo-unversioned", ""))
 	if status != http.StatusAccepted {
 		t.Fatalf("create into demo-unversioned = %d", status)

@@ -19,6 +19,8 @@ import (
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/bucketbridge/bucketbridge"
 	"github.com/bucketbridge/bucketbridge/internal/api"
@@ -61,6 +63,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newStateCollector(st, log))
+
 	sessions, err := openSessions(ctx, cfg)
 	if err != nil {
 		return err
@@ -79,13 +85,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ShutdownGrace:   cfg.ShutdownGrace,
 		StepConfig:      provision.StepConfig{TrustConditions: cfg.TrustConditions, VerifyTimeout: cfg.VerifyTimeout},
 		Logger:          log,
+		Metrics:         provision.NewMetrics(reg),
 	})
 	if err != nil {
 		return err
 	}
 
 	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI,
-		Tokens: cfg.Tokens, TrustConditions: cfg.TrustConditions})
+		Tokens: cfg.Tokens, TrustConditions: cfg.TrustConditions, Registry: reg})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
@@ -46,6 +47,9 @@ type Config struct {
 	Tokens Tokens
 	// ReadyTimeout bounds the database check of /readyz.
 	ReadyTimeout time.Duration
+	// Registry receives the API's metrics and is served at /metrics with
+	// whatever else is registered there (the worker pool's); nil makes one.
+	Registry *prometheus.Registry
 }
 
 // Server serves the HTTP API.
@@ -57,6 +61,8 @@ type Server struct {
 	ready   time.Duration
 	tokens  Tokens
 	trust   bool
+	metrics *httpMetrics
+	gather  prometheus.Gatherer
 	router  chi.Router
 }
 
@@ -77,6 +83,11 @@ func New(cfg Config) (*Server, error) {
 		tokens:  cfg.Tokens,
 		trust:   cfg.TrustConditions,
 	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.metrics, s.gather = newHTTPMetrics(reg), reg
 	s.router = s.routes()
 	return s, nil
 }
@@ -89,7 +100,7 @@ func (s *Server) Routes() chi.Routes { return s.router }
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.recoverer, s.logRequests)
+	r.Use(middleware.RequestID, s.recoverer, s.logRequests, s.metrics.instrument)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, &problem{Status: http.StatusNotFound, Title: "Not Found", Detail: "no route for " + r.URL.Path})
 	})
@@ -102,6 +113,7 @@ func (s *Server) routes() chi.Router {
 	r.Get("/healthz", s.live)
 	r.Get("/readyz", s.readyz)
 	r.Get("/openapi.yaml", s.spec)
+	r.Method(http.MethodGet, "/metrics", metricsHandler(s.gather))
 
 	r.Route("/v1/replications", func(r chi.Router) {
 		r.Use(s.authenticate)

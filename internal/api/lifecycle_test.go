@@ -154,3 +154,26 @@ func TestEventsFollowTheTimelineAsServerSentEvents(t *testing.T) {
 		t.Errorf("resuming after event 1 sent:\n%s", resumed.body)
 	}
 }
+
+func TestMetricsCountRequestsByRoute(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	id := f.do("POST", "/v1/replications", request("demo-source")).json(t)["id"].(string)
+	f.do("GET", "/v1/replications/"+id, nil)
+	f.do("GET", "/v1/replications/"+id, nil)
+	r := f.do("GET", "/metrics", nil, "Authorization", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("metrics = %d", r.status)
+	}
+	for _, want := range []string{
+		`bucketbridge_http_requests_total{method="GET",route="/v1/replications/{id}",status="200"} 2`,
+		`bucketbridge_http_requests_total{method="POST",route="/v1/replications",status="202"} 1`,
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("metrics lack %s in:\n%s", want, r.body)
+		}
+	}
+	if strings.Contains(string(r.body), id) {
+		t.Error("metrics name a request id: every id would make new series")
+	}
+}

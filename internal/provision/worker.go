@@ -40,6 +40,8 @@ type PoolConfig struct {
 	MaxBackoff time.Duration
 	StepConfig StepConfig
 	Logger     *slog.Logger
+	// Metrics, when set, counts steps and finished requests.
+	Metrics *Metrics
 	// Owner names this process in leases; default host/pid/random.
 	Owner string
 	Now   func() time.Time
@@ -181,14 +183,20 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 		}
 		if err := p.cfg.Store.Fail(bctx, c, f); err != nil && !errors.Is(err, ErrLeaseLost) {
 			log.ErrorContext(bctx, "record failure", "error", err)
+		} else if err == nil && f.Permanent {
+			p.cfg.Metrics.finish(StateFailed)
 		}
 	}
 	finish := func(state State, message string) {
 		bctx, cancel := bookkeeping()
 		defer cancel()
-		if err := p.cfg.Store.Finish(bctx, c, state, message); err != nil && !errors.Is(err, ErrLeaseLost) {
-			log.ErrorContext(bctx, "record finish", "error", err)
+		if err := p.cfg.Store.Finish(bctx, c, state, message); err != nil {
+			if !errors.Is(err, ErrLeaseLost) {
+				log.ErrorContext(bctx, "record finish", "error", err)
+			}
+			return
 		}
+		p.cfg.Metrics.finish(state)
 		log.InfoContext(bctx, "request finished", "state", state)
 	}
 	release := func() {
@@ -345,7 +353,9 @@ func (p *Pool) runStep(ctx context.Context, c *Claim, run *Run, def StepDef) err
 		timeout += p.cfg.StepConfig.VerifyTimeout
 	}
 	stepCtx, cancel := context.WithTimeout(ctx, timeout)
+	start := time.Now()
 	res, err := p.callStep(stepCtx, def, run)
+	elapsed := time.Since(start)
 	if err != nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("step %s timed out after %s: %w", def.Name, timeout, err)
 	}
@@ -364,6 +374,7 @@ func (p *Pool) runStep(ctx context.Context, c *Claim, run *Run, def StepDef) err
 	}
 	bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer bcancel()
+	p.cfg.Metrics.step(c.Phase, def.Name, rec.Status, elapsed)
 	run.record.Lock()
 	ferr := p.cfg.Store.FinishStep(bctx, c, rec, run.Facts())
 	run.record.Unlock()

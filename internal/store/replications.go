@@ -452,3 +452,24 @@ func (s *Store) transition(ctx context.Context, id, action, sql string, message 
 	}
 	return r, nil
 }
+
+// CountByState returns how many requests are in each state.
+func (s *Store) CountByState(ctx context.Context) (map[provision.State]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state::text, count(*) FROM replications GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count replications: %w", err)
+	}
+	out := map[provision.State]int{}
+	var (
+		state string
+		n     int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error {
+		out[provision.State(state)] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count replications: %w", err)
+	}
+	return out, nil
+}

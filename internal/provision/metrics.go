@@ -1,0 +1,51 @@
+package provision
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics counts what the worker pool does, for Prometheus. A nil *Metrics
+// counts nothing.
+type Metrics struct {
+	steps       *prometheus.CounterVec
+	stepSeconds *prometheus.HistogramVec
+	finished    *prometheus.CounterVec
+}
+
+// NewMetrics registers the pool's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bucketbridge_steps_total",
+			Help: "Step attempts by phase, step and outcome (succeeded, skipped, failed).",
+		}, []string{"phase", "step", "status"}),
+		stepSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bucketbridge_step_duration_seconds",
+			Help:    "Duration of step attempts, AWS calls included.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12), // 10 ms to about 10 min
+		}, []string{"phase", "step"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bucketbridge_requests_finished_total",
+			Help: "Requests that reached a terminal state, by state.",
+		}, []string{"state"}),
+	}
+	reg.MustRegister(m.steps, m.stepSeconds, m.finished)
+	return m
+}
+
+func (m *Metrics) step(phase Phase, name, status string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.steps.WithLabelValues(string(phase), name, status).Inc()
+	m.stepSeconds.WithLabelValues(string(phase), name).Observe(d.Seconds())
+}
+
+func (m *Metrics) finish(state State) {
+	if m == nil {
+		return
+	}
+	m.finished.WithLabelValues(string(state)).Inc()
+}
