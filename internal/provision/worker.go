@@ -250,7 +250,11 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 			cancelRequested.Store(true)
 		}
 		if cancelRequested.Load() && c.Phase == PhaseProvision {
-			finish(StateCancelled, "cancelled by caller after step "+c.Replication.CurrentStep)
+			msg := "cancelled by caller"
+			if c.Replication.CurrentStep != "" {
+				msg += " after step " + c.Replication.CurrentStep
+			}
+			finish(StateCancelled, msg)
 			return
 		}
 		var (
