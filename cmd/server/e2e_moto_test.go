@@ -233,43 +233,12 @@ func motoEnv(t *testing.T, endpoint string) {
 // until the test ends, and returns its base URL.
 func motoServer(t *testing.T) string {
 	t.Helper()
-	addr := freeAddr(t)
-	env := map[string]string{
+	return startServer(t, map[string]string{
 		"DATABASE_URL":   storetest.NewDatabase(t),
-		"BB_LISTEN":      addr,
 		"BB_CLOUD":       "aws",
 		"BB_API_TOKENS":  "e2e:" + motoE2EToken,
 		"BB_EXTERNAL_ID": "bucketbridge-e2e-moto",
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs lockedBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	waitFor(t, func() bool {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("run returned before serving: %v", err)
-		default:
-		}
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return base
+	}).base
 }
 
 // assumeMoto returns clients acting in account through AssumeRole, which

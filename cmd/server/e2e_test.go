@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,31 +15,7 @@ import (
 // test ends, and returns its base URL.
 func devServer(t *testing.T) string {
 	t.Helper()
-	addr := freeAddr(t)
-	env := map[string]string{"DATABASE_URL": storetest.NewDatabase(t), "BB_LISTEN": addr, "BB_CLOUD": "fake"}
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs lockedBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	waitFor(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return base
+	return startServer(t, map[string]string{"DATABASE_URL": storetest.NewDatabase(t), "BB_CLOUD": "fake"}).base
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -42,36 +43,72 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// testServer is run() serving on a free port until the test ends.
+type testServer struct {
+	base string
+	logs *lockedBuffer
+	stop func() error
+}
+
+// startServer runs the whole server with env as its environment (BB_LISTEN
+// is chosen here) and waits until it is ready. stop cancels it and returns
+// what run returned; the test's cleanup stops it too and shows the log when
+// the test failed.
+func startServer(t *testing.T, env map[string]string) *testServer {
+	t.Helper()
+	addr := freeAddr(t)
+	env["BB_LISTEN"] = addr
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &testServer{base: "http://" + addr, logs: &lockedBuffer{}}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, s.logs) }()
+	var once sync.Once
+	var runErr error
+	s.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(30 * time.Second):
+				runErr = errors.New("run did not return within 30 s of cancel")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.logs.String())
+		}
+	})
+	waitFor(t, func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("run returned before serving: %v", err)
+		default:
+		}
+		resp, err := http.Get(s.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return s
+}
+
 func TestRunServesMigratesAndShutsDown(t *testing.T) {
 	t.Parallel()
 	dbURL := strings.Replace(storetest.NewDatabase(t), "postgres@", "postgres:hunter2@", 1)
-	addr := freeAddr(t)
-	env := map[string]string{
+	srv := startServer(t, map[string]string{
 		"DATABASE_URL":  dbURL,
-		"BB_LISTEN":     addr,
 		"BB_CLOUD":      "fake",
 		"BB_API_TOKENS": "portal:0123456789abcdef",
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs lockedBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &logs) }()
-
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready in 30 s; log:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	})
+	base := srv.base
 
 	body := `{"source":{"account_id":"111111111111","region":"us-east-1","bucket":"demo-source",
 		"kms_key_arn":"arn:aws:kms:us-east-1:111111111111:key/11111111-1111-4111-8111-111111111111"},
@@ -91,16 +128,10 @@ func TestRunServesMigratesAndShutsDown(t *testing.T) {
 		t.Fatalf("create = %d %+v", resp.StatusCode, created)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return after cancel")
+	if err := srv.stop(); err != nil {
+		t.Fatalf("run returned %v", err)
 	}
-	out := logs.String()
+	out := srv.logs.String()
 	if strings.Contains(out, "hunter2") || strings.Contains(out, "0123456789abcdef") {
 		t.Errorf("log reveals a secret:\n%s", out)
 	}
