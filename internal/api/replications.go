@@ -22,10 +22,7 @@ const (
 	maxIdempotencyKey = 255
 )
 
-var (
-	accountIDPattern      = regexp.MustCompile(`^[0-9]{12}$`)
-	idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]+$`)
-)
+var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]+$`)
 
 // createBody is the body of POST /v1/replications.
 type createBody struct {
@@ -153,7 +150,7 @@ func parseFilter(r *http.Request) (provision.Filter, error) {
 	if provision.HasControl(f.Ticket) {
 		ve.Errors = append(ve.Errors, provision.FieldError{Field: "ticket", Message: "must not contain control characters"})
 	}
-	if f.AccountID != "" && !accountIDPattern.MatchString(f.AccountID) {
+	if f.AccountID != "" && !provision.ValidAccountID(f.AccountID) {
 		ve.Errors = append(ve.Errors, provision.FieldError{Field: "account_id", Message: "must be a 12-digit AWS account ID"})
 	}
 	if v := q.Get("limit"); v != "" {

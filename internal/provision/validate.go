@@ -93,7 +93,7 @@ func (s Side) validate(v *ValidationError, side string) {
 			v.add(side+"."+f[0], "is required")
 		}
 	}
-	if !accountIDPattern.MatchString(s.AccountID) {
+	if !ValidAccountID(s.AccountID) {
 		v.add(side+".account_id", "must be a 12-digit AWS account ID")
 	}
 	if !slices.Contains(Regions, s.Region) {
@@ -183,3 +183,6 @@ func HasControl(s string) bool {
 	}
 	return strings.ContainsFunc(s, unicode.IsControl)
 }
+
+// ValidAccountID reports whether id is a 12-digit AWS account ID.
+func ValidAccountID(id string) bool { return accountIDPattern.MatchString(id) }
