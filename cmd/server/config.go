@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -111,7 +112,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	switch cfg.Cloud {
 	case "fake":
-		cfg.ExternalID = cmpOr(cfg.ExternalID, "bucketbridge-dev")
+		cfg.ExternalID = cmp.Or(cfg.ExternalID, "bucketbridge-dev")
 		if len(cfg.Tokens) == 0 {
 			cfg.Tokens, cfg.DevToken = api.Tokens{devToken: "dev"}, true
 		}
@@ -129,13 +130,6 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		errs = append(errs, fmt.Errorf("BB_LEASE: want at least 3s so heartbeats can renew it, got %s", cfg.Lease))
 	}
 	return cfg, errors.Join(errs...)
-}
-
-func cmpOr(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // parseTokens reads "name:token,name:token".

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,7 +49,7 @@ type motoAccount struct {
 // Not parallel: run() loads the AWS configuration from the process
 // environment (config.LoadDefaultConfig), which the test sets with t.Setenv.
 func TestMotoEndToEnd(t *testing.T) {
-	endpoint := cmpOr(os.Getenv("MOTO_URL"), "http://127.0.0.1:5000")
+	endpoint := cmp.Or(os.Getenv("MOTO_URL"), "http://127.0.0.1:5000")
 	resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(endpoint + "/moto-api/")
 	if err != nil {
 		t.Fatalf("moto does not answer at %s (%v): start it with scripts/ensure-moto.sh (or run `make test`, which starts it), or point MOTO_URL at a running moto", endpoint, err)

@@ -1,6 +1,8 @@
 package awsfake
 
 import (
+	"cmp"
+
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
@@ -61,8 +63,8 @@ func NewDemo(provisionerRole, externalID string) *Cloud {
 // SeedDemo adds the demo world of NewDemo to c, which must not hold any
 // of its buckets yet.
 func (c *Cloud) SeedDemo(provisionerRole, externalID string) {
-	provisionerRole = cmpOr(provisionerRole, DefaultProvisionerRole)
-	externalID = cmpOr(externalID, DefaultExternalID)
+	provisionerRole = cmp.Or(provisionerRole, DefaultProvisionerRole)
+	externalID = cmp.Or(externalID, DefaultExternalID)
 	for _, acct := range []string{DemoSourceAccount, DemoDestinationAccount} {
 		c.AddRole(acct, provisionerRole, ProvisionerTrustPolicy(DemoServiceAccount, externalID), nil)
 	}

@@ -1,6 +1,7 @@
 package awsfake
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"regexp"
@@ -130,7 +131,7 @@ func (m *IAM) CreateRole(ctx context.Context, in *iam.CreateRoleInput, _ ...func
 			return nil, err
 		}
 		r := m.c.newRoleLocked(m.caller.account, name, aws.ToString(in.AssumeRolePolicyDocument))
-		r.path = cmpOr(aws.ToString(in.Path), "/")
+		r.path = cmp.Or(aws.ToString(in.Path), "/")
 		r.description = aws.ToString(in.Description)
 		r.tags = slices.Clone(in.Tags)
 		if in.MaxSessionDuration != nil {
@@ -138,13 +139,6 @@ func (m *IAM) CreateRole(ctx context.Context, in *iam.CreateRoleInput, _ ...func
 		}
 		return &iam.CreateRoleOutput{Role: r.sdk()}, nil
 	})
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // newRoleLocked stores a new role; the caller has validated it.

@@ -1,6 +1,7 @@
 package awsfake
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -256,9 +257,9 @@ func (c *Cloud) AddKey(account, region string, o KeyOptions) string {
 }
 
 func (c *Cloud) addKeyLocked(account, region string, o KeyOptions) *key {
-	o.ID = cmpOr(o.ID, uuid.NewString())
-	o.Policy = cmpOr(o.Policy, DefaultKeyPolicy(account))
-	o.KeySpec = kmstypes.KeySpec(cmpOr(string(o.KeySpec), string(kmstypes.KeySpecSymmetricDefault)))
+	o.ID = cmp.Or(o.ID, uuid.NewString())
+	o.Policy = cmp.Or(o.Policy, DefaultKeyPolicy(account))
+	o.KeySpec = kmstypes.KeySpec(cmp.Or(string(o.KeySpec), string(kmstypes.KeySpecSymmetricDefault)))
 	ky := &key{
 		id: o.ID, arn: "arn:aws:kms:" + region + ":" + account + ":key/" + o.ID, account: account, region: region,
 		description: o.Description, policy: o.Policy, enabled: !o.Disabled, manager: kmstypes.KeyManagerTypeCustomer,

@@ -1,6 +1,7 @@
 package awsfake
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -78,7 +79,7 @@ func (c *Cloud) s3Authorize(caller principal, identity []policyDoc, admin bool, 
 			res = &d
 		}
 	}
-	ctx := map[string]string{"aws:securetransport": "true", "aws:principalaccount": caller.account, "aws:principalarn": cmpOr(caller.roleARN, caller.arn)}
+	ctx := map[string]string{"aws:securetransport": "true", "aws:principalaccount": caller.account, "aws:principalarn": cmp.Or(caller.roleARN, caller.arn)}
 	return authorize(request{caller: caller, action: action, resource: resource, context: ctx}, identity, admin, res, b.owner, bucketPolicy, "the bucket policy of "+b.name)
 }
 
@@ -452,7 +453,7 @@ func (s *S3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3
 		kmsKey, bucketKey := b.defaultKMSKey()
 		switch {
 		case in.ServerSideEncryption == s3types.ServerSideEncryptionAwsKms || in.ServerSideEncryption == s3types.ServerSideEncryptionAwsKmsDsse:
-			kmsKey = cmpOr(aws.ToString(in.SSEKMSKeyId), kmsKey)
+			kmsKey = cmp.Or(aws.ToString(in.SSEKMSKeyId), kmsKey)
 			bucketKey = aws.ToBool(in.BucketKeyEnabled) || (in.BucketKeyEnabled == nil && bucketKey)
 			o.sse = in.ServerSideEncryption
 			if kmsKey == "" {

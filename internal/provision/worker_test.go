@@ -88,7 +88,9 @@ func create(t *testing.T, st *store.Store, n int) provision.Replication {
 // returns the stop function, which waits for the pool to return.
 func startPool(t *testing.T, cfg provision.PoolConfig) (stop func()) {
 	t.Helper()
-	cfg.Sessions = cmpOr[provision.Sessions](cfg.Sessions, nullSessions{})
+	if cfg.Sessions == nil {
+		cfg.Sessions = nullSessions{}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
@@ -109,14 +111,6 @@ func startPool(t *testing.T, cfg provision.PoolConfig) (stop func()) {
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
 	return stop
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // waitState waits until the request reaches want, failing the test after

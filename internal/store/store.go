@@ -66,10 +66,6 @@ func (s *Store) Close() {
 	s.pool.Close()
 }
 
-// Pool exposes the connection pool to packages that share the database
-// (the worker pool's LISTEN connection, tests).
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 // Migrate applies every pending migration.
 func (s *Store) Migrate(ctx context.Context) error {
 	if _, err := s.mig.Up(ctx); err != nil {

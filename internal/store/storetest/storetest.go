@@ -50,13 +50,6 @@ func New(t testing.TB) *store.Store {
 	return s
 }
 
-// URL returns a fresh migrated database's URL, for tests that start the
-// whole server.
-func URL(t testing.TB) string {
-	t.Helper()
-	return createDatabase(t, template(t))
-}
-
 func createDatabase(t testing.TB, from string) string {
 	t.Helper()
 	ctx := context.Background()
