@@ -47,16 +47,23 @@ type stepRow struct {
 // Steps returns every recorded step of a request, provisioning first, in the
 // order they started.
 func (s *Store) Steps(ctx context.Context, id string) ([]provision.Step, error) {
-	if _, err := s.Get(ctx, id); err != nil {
-		return nil, err
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return nil, provision.ErrNotFound
 	}
-	rows, err := s.pool.Query(ctx, selectSteps, uuid.MustParse(id))
+	rows, err := s.pool.Query(ctx, selectSteps, uid)
 	if err != nil {
 		return nil, fmt.Errorf("list steps of %s: %w", id, err)
 	}
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[stepRow])
 	if err != nil {
 		return nil, fmt.Errorf("list steps of %s: %w", id, err)
+	}
+	if len(rs) == 0 {
+		// Nothing listed: tell an unknown request from one with none yet.
+		if _, err := s.Get(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]provision.Step, len(rs))
 	for i, r := range rs {
@@ -86,16 +93,23 @@ type eventRow struct {
 // Events returns a request's timeline entries after the event with id after
 // (0 for all), oldest first.
 func (s *Store) Events(ctx context.Context, id string, after int64) ([]provision.Event, error) {
-	if _, err := s.Get(ctx, id); err != nil {
-		return nil, err
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return nil, provision.ErrNotFound
 	}
-	rows, err := s.pool.Query(ctx, selectEvents, uuid.MustParse(id), after)
+	rows, err := s.pool.Query(ctx, selectEvents, uid, after)
 	if err != nil {
 		return nil, fmt.Errorf("list events of %s: %w", id, err)
 	}
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[eventRow])
 	if err != nil {
 		return nil, fmt.Errorf("list events of %s: %w", id, err)
+	}
+	if len(rs) == 0 {
+		// Nothing listed: tell an unknown request from one with none yet.
+		if _, err := s.Get(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]provision.Event, len(rs))
 	for i, r := range rs {
