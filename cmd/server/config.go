@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bucketbridge/bucketbridge/internal/api"
+	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
 // config is everything the server reads from its environment.
@@ -41,6 +42,8 @@ type config struct {
 	StepTimeout     time.Duration
 	RequestDeadline time.Duration
 	VerifyTimeout   time.Duration
+	// PropagationTimeout bounds retrying AWS's "not visible yet" answers.
+	PropagationTimeout time.Duration
 	// TrustConditions adds the confused-deputy conditions to trust policies.
 	TrustConditions bool
 }
@@ -65,27 +68,28 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		}
 		return def
 	}
-	duration := func(key, def string) time.Duration {
-		d, err := time.ParseDuration(env(key, def))
+	duration := func(key string, def time.Duration) time.Duration {
+		d, err := time.ParseDuration(env(key, def.String()))
 		if err != nil || d <= 0 {
 			errs = append(errs, fmt.Errorf("%s: want a positive duration such as %s, got %q", key, def, getenv(key)))
 		}
 		return d
 	}
 	cfg := config{
-		DatabaseURL:     env("DATABASE_URL", defaultDatabaseURL),
-		Listen:          env("BB_LISTEN", ":8080"),
-		Cloud:           env("BB_CLOUD", "aws"),
-		ShutdownGrace:   duration("BB_SHUTDOWN_GRACE", "20s"),
-		ProvisionerRole: env("BB_PROVISIONER_ROLE", "BucketbridgeProvisioner"),
-		ExternalID:      getenv("BB_EXTERNAL_ID"),
-		Lease:           duration("BB_LEASE", "30s"),
-		StepTimeout:     duration("BB_STEP_TIMEOUT", "2m"),
-		RequestDeadline: duration("BB_REQUEST_DEADLINE", "1h"),
-		VerifyTimeout:   duration("BB_VERIFY_TIMEOUT", "15m"),
+		DatabaseURL:        env("DATABASE_URL", defaultDatabaseURL),
+		Listen:             env("BB_LISTEN", ":8080"),
+		Cloud:              env("BB_CLOUD", "aws"),
+		ShutdownGrace:      duration("BB_SHUTDOWN_GRACE", provision.DefaultShutdownGrace),
+		ProvisionerRole:    env("BB_PROVISIONER_ROLE", "BucketbridgeProvisioner"),
+		ExternalID:         getenv("BB_EXTERNAL_ID"),
+		Lease:              duration("BB_LEASE", provision.DefaultLease),
+		StepTimeout:        duration("BB_STEP_TIMEOUT", provision.DefaultStepTimeout),
+		RequestDeadline:    duration("BB_REQUEST_DEADLINE", provision.DefaultRequestDeadline),
+		VerifyTimeout:      duration("BB_VERIFY_TIMEOUT", provision.DefaultVerifyTimeout),
+		PropagationTimeout: duration("BB_PROPAGATION_TIMEOUT", provision.DefaultPropagationTimeout),
 	}
 	var err error
-	if cfg.Workers, err = strconv.Atoi(env("BB_WORKERS", "8")); err != nil || cfg.Workers < 0 {
+	if cfg.Workers, err = strconv.Atoi(env("BB_WORKERS", strconv.Itoa(provision.DefaultWorkers))); err != nil || cfg.Workers < 0 {
 		errs = append(errs, fmt.Errorf("BB_WORKERS: want a whole number, 0 or more, got %q", getenv("BB_WORKERS")))
 	}
 	if cfg.TrustConditions, err = strconv.ParseBool(env("BB_TRUST_CONDITIONS", "false")); err != nil {
@@ -185,6 +189,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("step_timeout", c.StepTimeout.String()),
 		slog.String("request_deadline", c.RequestDeadline.String()),
 		slog.String("verify_timeout", c.VerifyTimeout.String()),
+		slog.String("propagation_timeout", c.PropagationTimeout.String()),
 		slog.Bool("trust_conditions", c.TrustConditions),
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 	)

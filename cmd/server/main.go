@@ -54,7 +54,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.WarnContext(ctx, "dev mode: BB_API_TOKENS is unset, so the API accepts the token "+devToken)
 	}
 
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	steps := map[provision.Phase][]provision.StepDef{
+		provision.PhaseProvision:   provision.ProvisionSteps(),
+		provision.PhaseDeprovision: provision.DeprovisionSteps(),
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, databaseConns(cfg.Workers, steps))
 	if err != nil {
 		return err
 	}
@@ -62,30 +66,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	log.InfoContext(ctx, "database pool", "max_conns", st.MaxConns())
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStateCollector(st, log))
+	metrics := provision.NewMetrics(reg)
+	st.AfterTransition(metrics.Transitioned)
 
 	sessions, err := openSessions(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	pool, err := provision.NewPool(provision.PoolConfig{
-		Store:    st,
-		Sessions: sessions,
-		Steps: map[provision.Phase][]provision.StepDef{
-			provision.PhaseProvision:   provision.ProvisionSteps(),
-			provision.PhaseDeprovision: provision.DeprovisionSteps(),
-		},
+		Store:           st,
+		Sessions:        sessions,
+		Steps:           steps,
 		Workers:         cfg.Workers,
 		Lease:           cfg.Lease,
-		StepTimeout:     cfg.StepTimeout,
 		RequestDeadline: cfg.RequestDeadline,
 		ShutdownGrace:   cfg.ShutdownGrace,
-		StepConfig:      provision.StepConfig{TrustConditions: cfg.TrustConditions, VerifyTimeout: cfg.VerifyTimeout},
-		Logger:          log,
-		Metrics:         provision.NewMetrics(reg),
+		StepConfig: provision.StepConfig{TrustConditions: cfg.TrustConditions, StepTimeout: cfg.StepTimeout,
+			VerifyTimeout: cfg.VerifyTimeout, PropagationTimeout: cfg.PropagationTimeout},
+		Logger:  log,
+		Metrics: metrics,
 	})
 	if err != nil {
 		return err
@@ -109,9 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.InfoContext(ctx, "serving", "addr", ln.Addr().String(), "workers", cfg.Workers)
 
 	var workers sync.WaitGroup
-	if cfg.Workers > 0 {
-		workers.Go(func() { pool.Run(ctx) })
-	}
+	workers.Go(func() { pool.Run(ctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
@@ -135,6 +137,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// apiConns is the database connections kept for the API and the LISTEN of
+// each wake-up channel, beside the workers' own.
+const apiConns = 12
+
+// databaseConns sizes the database pool: what the workers may hold at once
+// (their advisory locks each pin a connection) plus the API's share.
+func databaseConns(workers int, steps map[provision.Phase][]provision.StepDef) int {
+	return provision.Connections(workers, steps) + apiConns
 }
 
 // openSessions connects the workers to AWS: the SDK's default chain (and

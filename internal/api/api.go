@@ -19,12 +19,13 @@ import (
 
 // Store is the persistence the API needs.
 type Store interface {
-	Create(ctx context.Context, in provision.NewReplication) (r provision.Replication, replayed bool, err error)
+	Create(ctx context.Context, in provision.NewReplication) (r provision.Replication, replay *provision.Response, err error)
 	Get(ctx context.Context, id string) (provision.Replication, error)
 	List(ctx context.Context, f provision.Filter) (provision.Page, error)
-	Cancel(ctx context.Context, id string) (provision.Replication, error)
-	Retry(ctx context.Context, id string) (provision.Replication, error)
-	Deprovision(ctx context.Context, id string) (provision.Replication, error)
+	// Cancel, Retry and Deprovision record actor as who asked.
+	Cancel(ctx context.Context, id, actor string) (provision.Replication, error)
+	Retry(ctx context.Context, id, actor string) (provision.Replication, error)
+	Deprovision(ctx context.Context, id, actor string) (provision.Replication, error)
 	Steps(ctx context.Context, id string) ([]provision.Step, error)
 	Events(ctx context.Context, id string, after int64) ([]provision.Event, error)
 	Ready(ctx context.Context) error
@@ -150,16 +151,29 @@ func (s *Server) spec(w http.ResponseWriter, r *http.Request) {
 	w.Write(s.openapi) //nolint:errcheck // the client went away
 }
 
-// logRequests logs one line per request, without bodies or headers, which
-// may carry secrets.
+// accessKey keys the access log's record of a request in its context.
+type accessKey struct{}
+
+// access is what the access log learns while a request is served.
+type access struct {
+	// caller is who authentication admitted, "" when no one was.
+	caller string
+}
+
+// logRequests logs one line per request, naming the caller, without bodies
+// or headers, which may carry secrets.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
-		s.log.InfoContext(r.Context(), "http request",
-			"method", r.Method, "path", r.URL.Path, "status", ww.Status(),
-			"duration_ms", time.Since(start).Milliseconds(), "request_id", middleware.GetReqID(r.Context()))
+		acc := &access{}
+		next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), accessKey{}, acc)))
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", ww.Status(),
+			"duration_ms", time.Since(start).Milliseconds(), "request_id", middleware.GetReqID(r.Context())}
+		if acc.caller != "" {
+			attrs = append(attrs, "caller", acc.caller)
+		}
+		s.log.InfoContext(r.Context(), "http request", attrs...)
 	})
 }
 

@@ -43,6 +43,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				}
 			}
 			if caller != "" {
+				if acc, ok := r.Context().Value(accessKey{}).(*access); ok {
+					acc.caller = caller
+				}
 				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)))
 				return
 			}

@@ -52,9 +52,9 @@ func decodeProblem(err error) *problem {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return malformed("the body is empty or cut short")
 	case errors.As(err, &typeErr):
-		// The body embeds provision.Spec, whose Go name the decoder puts in
-		// the path; callers know only the JSON names.
-		field := strings.TrimPrefix(typeErr.Field, "Spec.")
+		// The body embeds specJSON, whose Go name the decoder puts in the
+		// path; callers know only the JSON names.
+		field := strings.TrimPrefix(typeErr.Field, "specJSON.")
 		if field == "" {
 			return malformed("the body must be a JSON object")
 		}

@@ -16,8 +16,8 @@ import (
 // exercises decoding and validation alone.
 type acceptingStore struct{}
 
-func (acceptingStore) Create(_ context.Context, in provision.NewReplication) (provision.Replication, bool, error) {
-	return provision.Replication{ID: "0190a4c6-0000-7000-8000-000000000000", Spec: in.Spec, State: provision.StatePending}, false, nil
+func (acceptingStore) Create(_ context.Context, in provision.NewReplication) (provision.Replication, *provision.Response, error) {
+	return provision.Replication{ID: "0190a4c6-0000-7000-8000-000000000000", Spec: in.Spec, State: provision.StatePending}, nil, nil
 }
 func (acceptingStore) Get(context.Context, string) (provision.Replication, error) {
 	return provision.Replication{}, provision.ErrNotFound
@@ -25,13 +25,13 @@ func (acceptingStore) Get(context.Context, string) (provision.Replication, error
 func (acceptingStore) List(context.Context, provision.Filter) (provision.Page, error) {
 	return provision.Page{}, nil
 }
-func (acceptingStore) Cancel(context.Context, string) (provision.Replication, error) {
+func (acceptingStore) Cancel(context.Context, string, string) (provision.Replication, error) {
 	return provision.Replication{}, provision.ErrNotFound
 }
-func (acceptingStore) Retry(context.Context, string) (provision.Replication, error) {
+func (acceptingStore) Retry(context.Context, string, string) (provision.Replication, error) {
 	return provision.Replication{}, provision.ErrNotFound
 }
-func (acceptingStore) Deprovision(context.Context, string) (provision.Replication, error) {
+func (acceptingStore) Deprovision(context.Context, string, string) (provision.Replication, error) {
 	return provision.Replication{}, provision.ErrNotFound
 }
 func (acceptingStore) Steps(context.Context, string) ([]provision.Step, error) { return nil, nil }

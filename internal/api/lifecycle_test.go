@@ -52,8 +52,8 @@ func lifecycleFixture(t *testing.T) (*fixture, *store.Store) {
 	return newFixture(t, st), st
 }
 
-// runAs claims the request as a worker and ends it in state.
-func runAs(t *testing.T, st *store.Store, state provision.State, fail bool) {
+// runAs claims the request as a worker and completes it, or fails it.
+func runAs(t *testing.T, st *store.Store, fail bool) {
 	t.Helper()
 	ctx := context.Background()
 	c, ok, err := st.Claim(ctx, "worker", time.Minute)
@@ -64,7 +64,7 @@ func runAs(t *testing.T, st *store.Store, state provision.State, fail bool) {
 		err = st.Fail(ctx, &c, provision.Failure{Step: "inspect_destination", Permanent: true,
 			Problem: []byte(`{"type":"urn:bucketbridge:problem:step-failed","title":"Step failed","status":422,"detail":"enable versioning"}`)})
 	} else {
-		err = st.Finish(ctx, &c, state, "done")
+		err = st.Finish(ctx, &c, provision.ActionComplete, "done")
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestRetryAndDeprovisionFollowTheLifecycle(t *testing.T) {
 		t.Errorf("deprovision a pending request = %d, want 409", r.status)
 	}
 
-	runAs(t, st, provision.StateFailed, true)
+	runAs(t, st, true)
 	failed := f.do("GET", path, nil).json(t)
 	if failed["state"] != "failed" || failed["last_error"].(map[string]any)["detail"] != "enable versioning" {
 		t.Fatalf("failed request = %v", failed)
@@ -94,7 +94,7 @@ func TestRetryAndDeprovisionFollowTheLifecycle(t *testing.T) {
 		t.Fatalf("retry = %d %s", r.status, r.body)
 	}
 
-	runAs(t, st, provision.StateSucceeded, false)
+	runAs(t, st, false)
 	r = f.do("DELETE", path, nil)
 	if r.status != http.StatusAccepted || r.json(t)["state"] != "deprovisioning" || r.json(t)["phase"] != "deprovision" {
 		t.Fatalf("deprovision = %d %s", r.status, r.body)
@@ -127,7 +127,7 @@ func TestEventsFollowTheTimelineAsServerSentEvents(t *testing.T) {
 	t.Parallel()
 	f, st := lifecycleFixture(t)
 	id := f.do("POST", "/v1/replications", request("demo-source")).json(t)["id"].(string)
-	if _, err := st.Cancel(context.Background(), id); err != nil {
+	if _, err := st.Cancel(context.Background(), id, "test"); err != nil {
 		t.Fatal(err)
 	}
 	r := f.do("GET", "/v1/replications/"+id+"/events", nil, "Accept", "text/event-stream")

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/go-chi/chi/v5/middleware"
@@ -105,9 +107,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeJSONAs writes v indented, since admins read answers in a terminal.
 func writeJSONAs(w http.ResponseWriter, contentType string, status int, v any) {
+	b, err := encodeJSON(v)
+	if err != nil {
+		// Every answer is built from types that encode.
+		panic(fmt.Sprintf("encode %T: %v", v, err))
+	}
+	writeRaw(w, contentType, status, b)
+}
+
+// encodeJSON is how every answer is encoded, so that a remembered answer
+// replays byte for byte.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	err := enc.Encode(v)
+	return buf.Bytes(), err
+}
+
+func writeRaw(w http.ResponseWriter, contentType string, status int, body []byte) {
 	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v) //nolint:errcheck // the client went away
+	w.Write(body) //nolint:errcheck // the client went away
 }

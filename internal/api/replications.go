@@ -24,49 +24,24 @@ const (
 
 var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]+$`)
 
-// createBody is the body of POST /v1/replications.
-type createBody struct {
-	provision.Spec
-	DryRun bool `json:"dry_run"`
-}
-
-// resource is a replication as the API shows it.
-type resource struct {
-	provision.Replication
-	Cloud string `json:"cloud"`
-	Links links  `json:"links"`
-}
-
-type links struct {
-	Self   string `json:"self"`
-	Steps  string `json:"steps"`
-	Events string `json:"events"`
-}
-
-func replicationPath(id string) string { return "/v1/replications/" + id }
-
-func (s *Server) resource(r provision.Replication) resource {
-	self := replicationPath(r.ID)
-	return resource{Replication: r, Cloud: s.cloud, Links: links{Self: self, Steps: self + "/steps", Events: self + "/events"}}
-}
-
 func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
-	body := createBody{Spec: provision.Spec{Verify: true, Rule: provision.Rule{StorageClass: provision.DefaultStorageClass}}}
+	body := newCreateBody()
 	if err := decodeJSON(w, r, &body); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := body.Spec.Validate(); err != nil {
+	spec := body.domain()
+	if err := spec.Validate(); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	if body.DryRun {
-		plan, err := provision.DryRun(body.Spec, s.trust)
+		plan, err := provision.DryRun(spec, s.trust)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, plan)
+		writeJSON(w, http.StatusOK, planOf(plan))
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
@@ -76,24 +51,31 @@ func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 	}
 	// The hash covers the decoded request, so whitespace and field order do
 	// not make a retry look like a different request.
-	canonical, err := json.Marshal(body.Spec)
+	canonical, err := json.Marshal(body.specJSON)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	hash := sha256.Sum256(canonical)
-	rep, replayed, err := s.store.Create(r.Context(), provision.NewReplication{
-		Spec: body.Spec, RequestedBy: callerFrom(r.Context()), IdempotencyKey: key, RequestHash: hash[:],
+	rep, replay, err := s.store.Create(r.Context(), provision.NewReplication{
+		Spec: spec, RequestedBy: callerFrom(r.Context()), IdempotencyKey: key, RequestHash: hash[:],
+		Answer: func(rep provision.Replication) (provision.Response, error) {
+			b, err := encodeJSON(replicationOf(rep, s.cloud))
+			return provision.Response{Status: http.StatusAccepted, Body: b}, err
+		},
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if replayed {
+	if replay != nil {
 		w.Header().Set("Idempotent-Replayed", "true")
+		w.Header().Set("Location", replicationPath(replay.ReplicationID))
+		writeRaw(w, "application/json", replay.Status, replay.Body)
+		return
 	}
 	w.Header().Set("Location", replicationPath(rep.ID))
-	writeJSON(w, http.StatusAccepted, s.resource(rep))
+	writeJSON(w, http.StatusAccepted, replicationOf(rep, s.cloud))
 }
 
 func (s *Server) getReplication(w http.ResponseWriter, r *http.Request) {
@@ -102,13 +84,13 @@ func (s *Server) getReplication(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.resource(rep))
+	writeJSON(w, http.StatusOK, replicationOf(rep, s.cloud))
 }
 
 // listPage is the body of GET /v1/replications.
 type listPage struct {
-	Items      []resource `json:"items"`
-	NextCursor *string    `json:"next_cursor"`
+	Items      []replicationJSON `json:"items"`
+	NextCursor *string           `json:"next_cursor"`
 }
 
 func (s *Server) listReplications(w http.ResponseWriter, r *http.Request) {
@@ -122,30 +104,35 @@ func (s *Server) listReplications(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := listPage{Items: make([]resource, len(page.Items))}
+	out := listPage{Items: make([]replicationJSON, len(page.Items)), NextCursor: orNull(page.Next)}
 	for i, rep := range page.Items {
-		out.Items[i] = s.resource(rep)
-	}
-	if page.Next != "" {
-		out.NextCursor = &page.Next
+		out.Items[i] = replicationOf(rep, s.cloud)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// parseFilter reads the listing's query parameters.
+// parseFilter reads the listing's query parameters. state may be given
+// several times, meaning any of them; the others at most once.
 func parseFilter(r *http.Request) (provision.Filter, error) {
 	q := r.URL.Query()
-	f := provision.Filter{
-		State: provision.State(q.Get("state")), AccountID: q.Get("account_id"),
-		Ticket: q.Get("ticket"), After: q.Get("cursor"), Limit: defaultLimit,
-	}
+	f := provision.Filter{AccountID: q.Get("account_id"), Ticket: q.Get("ticket"), After: q.Get("cursor"), Limit: defaultLimit}
 	var ve provision.ValidationError
-	if f.State != "" && !f.State.Valid() {
-		names := make([]string, len(provision.States))
-		for i, st := range provision.States {
-			names[i] = string(st)
+	for _, name := range []string{"account_id", "ticket", "cursor", "limit"} {
+		if len(q[name]) > 1 {
+			ve.Errors = append(ve.Errors, provision.FieldError{Field: name, Message: "must be given at most once"})
 		}
-		ve.Errors = append(ve.Errors, provision.FieldError{Field: "state", Message: "must be one of " + strings.Join(names, ", ")})
+	}
+	for _, v := range q["state"] {
+		st := provision.State(v)
+		if !st.Valid() {
+			names := make([]string, len(provision.States))
+			for i, st := range provision.States {
+				names[i] = string(st)
+			}
+			ve.Errors = append(ve.Errors, provision.FieldError{Field: "state", Message: "must be one of " + strings.Join(names, ", ")})
+			break
+		}
+		f.States = append(f.States, st)
 	}
 	if provision.HasControl(f.Ticket) {
 		ve.Errors = append(ve.Errors, provision.FieldError{Field: "ticket", Message: "must not contain control characters"})
@@ -168,7 +155,7 @@ func parseFilter(r *http.Request) (provision.Filter, error) {
 
 // stepList is the body of GET /v1/replications/{id}/steps.
 type stepList struct {
-	Items []provision.Step `json:"items"`
+	Items []stepJSON `json:"items"`
 }
 
 func (s *Server) listSteps(w http.ResponseWriter, r *http.Request) {
@@ -177,12 +164,16 @@ func (s *Server) listSteps(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, stepList{Items: nonNil(steps)})
+	out := stepList{Items: make([]stepJSON, len(steps))}
+	for i, st := range steps {
+		out.Items[i] = stepOf(st)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // eventList is the body of GET /v1/replications/{id}/events.
 type eventList struct {
-	Items []provision.Event `json:"items"`
+	Items []eventJSON `json:"items"`
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
@@ -210,13 +201,17 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.followEvents(w, r, events, after)
 		return
 	}
-	writeJSON(w, http.StatusOK, eventList{Items: nonNil(events)})
+	out := eventList{Items: make([]eventJSON, len(events))}
+	for i, e := range events {
+		out.Items[i] = eventOf(e)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // cancelReplication cancels a pending request at once (200) and asks a
 // running one to stop after its current step (202).
 func (s *Server) cancelReplication(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.store.Cancel(r.Context(), chi.URLParam(r, "id"))
+	rep, err := s.store.Cancel(r.Context(), chi.URLParam(r, "id"), callerFrom(r.Context()))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -225,36 +220,28 @@ func (s *Server) cancelReplication(w http.ResponseWriter, r *http.Request) {
 	if rep.State != provision.StateCancelled {
 		status = http.StatusAccepted
 	}
-	writeJSON(w, status, s.resource(rep))
+	writeJSON(w, status, replicationOf(rep, s.cloud))
 }
 
 // retryReplication resumes a failed request from its failed step.
 func (s *Server) retryReplication(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.store.Retry(r.Context(), chi.URLParam(r, "id"))
+	rep, err := s.store.Retry(r.Context(), chi.URLParam(r, "id"), callerFrom(r.Context()))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, s.resource(rep))
+	writeJSON(w, http.StatusAccepted, replicationOf(rep, s.cloud))
 }
 
 // deprovisionReplication removes what a finished request added; asking
 // again while it runs, or after, answers the request as it is.
 func (s *Server) deprovisionReplication(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.store.Deprovision(r.Context(), chi.URLParam(r, "id"))
+	rep, err := s.store.Deprovision(r.Context(), chi.URLParam(r, "id"), callerFrom(r.Context()))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, s.resource(rep))
-}
-
-// nonNil makes an empty list encode as [] rather than null.
-func nonNil[T any](items []T) []T {
-	if items == nil {
-		return []T{}
-	}
-	return items
+	writeJSON(w, http.StatusAccepted, replicationOf(rep, s.cloud))
 }
 
 // eventPoll is how often a followed timeline is read for new events.
@@ -273,14 +260,14 @@ func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, events []p
 	defer tick.Stop()
 	for {
 		for _, e := range events {
-			data, err := json.Marshal(e)
+			data, err := json.Marshal(eventOf(e))
 			if err != nil {
 				return
 			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, data); err != nil {
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, data); err != nil {
 				return
 			}
-			after = e.ID
+			after = e.Seq
 		}
 		if err := rc.Flush(); err != nil {
 			return

@@ -363,7 +363,7 @@ func TestHealth(t *testing.T) {
 
 func TestReadyzFailsWhileMigrationsArePending(t *testing.T) {
 	t.Parallel()
-	st, err := store.Open(context.Background(), storetest.NewDatabase(t))
+	st, err := store.Open(context.Background(), storetest.NewDatabase(t), storetest.MaxConns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,8 +403,8 @@ type unreachableStore struct{}
 
 var errDown = errors.New("dial tcp 127.0.0.1:1: connection refused")
 
-func (unreachableStore) Create(context.Context, provision.NewReplication) (provision.Replication, bool, error) {
-	return provision.Replication{}, false, errDown
+func (unreachableStore) Create(context.Context, provision.NewReplication) (provision.Replication, *provision.Response, error) {
+	return provision.Replication{}, nil, errDown
 }
 func (unreachableStore) Get(context.Context, string) (provision.Replication, error) {
 	return provision.Replication{}, errDown
@@ -412,13 +412,13 @@ func (unreachableStore) Get(context.Context, string) (provision.Replication, err
 func (unreachableStore) List(context.Context, provision.Filter) (provision.Page, error) {
 	return provision.Page{}, errDown
 }
-func (unreachableStore) Cancel(context.Context, string) (provision.Replication, error) {
+func (unreachableStore) Cancel(context.Context, string, string) (provision.Replication, error) {
 	return provision.Replication{}, errDown
 }
-func (unreachableStore) Retry(context.Context, string) (provision.Replication, error) {
+func (unreachableStore) Retry(context.Context, string, string) (provision.Replication, error) {
 	return provision.Replication{}, errDown
 }
-func (unreachableStore) Deprovision(context.Context, string) (provision.Replication, error) {
+func (unreachableStore) Deprovision(context.Context, string, string) (provision.Replication, error) {
 	return provision.Replication{}, errDown
 }
 func (unreachableStore) Steps(context.Context, string) ([]provision.Step, error) { return nil, errDown }

@@ -15,15 +15,15 @@ import (
 	"github.com/bucketbridge/bucketbridge/internal/policy"
 )
 
-// PropagationWindow bounds how long, after bucketbridge created the replication
-// role or enabled versioning on a bucket, the errors that mean "not visible yet"
-// are retried: IAM is eventually consistent, and S3 and KMS reject a fresh role as
-// an invalid principal for a few seconds. terraform-provider-aws waits the same 2
-// minutes for IAM (propagationTimeout in internal/service/iam/wait.go), citing the
-// IAM User Guide, "Troubleshooting IAM", "Changes that I make are not always
-// immediately visible":
+// DefaultPropagationTimeout bounds how long, after bucketbridge created the
+// replication role or enabled versioning on a bucket, the errors that mean "not
+// visible yet" are retried: IAM is eventually consistent, and S3 and KMS reject
+// a fresh role as an invalid principal for a few seconds. terraform-provider-aws
+// waits the same 2 minutes for IAM (propagationTimeout in
+// internal/service/iam/wait.go), citing the IAM User Guide, "Troubleshooting
+// IAM", "Changes that I make are not always immediately visible":
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
-const PropagationWindow = 2 * time.Minute
+const DefaultPropagationTimeout = 2 * time.Minute
 
 // propagationRetryDelay is how long a step waits before trying again while a
 // fresh role or versioning change propagates.
@@ -107,9 +107,10 @@ func IsPropagationError(err error) bool {
 	return false
 }
 
-// within reports whether now is less than PropagationWindow after since.
-func within(since *time.Time, now time.Time) bool {
-	return since != nil && now.Sub(*since) < PropagationWindow
+// propagating reports whether a change made at since may still be
+// propagating: it is less than the propagation timeout old.
+func (r *Run) propagating(since *time.Time) bool {
+	return since != nil && r.now().Sub(*since) < r.Config.withDefaults().PropagationTimeout
 }
 
 // call names one AWS call for the details of permanent errors.
@@ -197,7 +198,7 @@ var invalidCodes = map[string]bool{
 // what to check; everything else (throttling, 5xx, timeouts, lost
 // connections) is returned wrapped, for the engine to retry with backoff.
 // Eventual-consistency errors are decided by the caller before classify,
-// because only it knows whether it is inside PropagationWindow.
+// because only it knows whether the change may still be propagating.
 func classify(err error, c call) error {
 	if err == nil {
 		return nil

@@ -132,12 +132,13 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestWithin(t *testing.T) {
+func TestPropagating(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	recent, old := now.Add(-time.Minute), now.Add(-PropagationWindow)
-	if within(nil, now) || !within(&recent, now) || within(&old, now) {
-		t.Error("within disagrees with PropagationWindow")
+	run := &Run{Now: func() time.Time { return now }, Config: StepConfig{PropagationTimeout: 90 * time.Second}}
+	recent, old := now.Add(-time.Minute), now.Add(-90*time.Second)
+	if run.propagating(nil) || !run.propagating(&recent) || run.propagating(&old) {
+		t.Error("propagating disagrees with the propagation timeout")
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics counts what the worker pool does, for Prometheus. A nil *Metrics
+// Metrics counts what the worker pool and the lifecycle do, for Prometheus. A nil *Metrics
 // counts nothing.
 type Metrics struct {
 	steps       *prometheus.CounterVec
@@ -35,17 +35,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) step(phase Phase, name, status string, d time.Duration) {
+func (m *Metrics) step(phase Phase, name string, status StepStatus, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.steps.WithLabelValues(string(phase), name, status).Inc()
+	m.steps.WithLabelValues(string(phase), name, string(status)).Inc()
 	m.stepSeconds.WithLabelValues(string(phase), name).Observe(d.Seconds())
 }
 
-func (m *Metrics) finish(state State) {
-	if m == nil {
+// Transitioned counts a committed transition that finished a request; the
+// store calls it after each transition.
+func (m *Metrics) Transitioned(c Change) {
+	if m == nil || !c.To.Terminal() {
 		return
 	}
-	m.finished.WithLabelValues(string(state)).Inc()
+	m.finished.WithLabelValues(string(c.To)).Inc()
 }

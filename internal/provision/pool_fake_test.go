@@ -78,7 +78,7 @@ func (e *engineEnv) submit(t *testing.T, s provision.Spec) provision.Replication
 
 func (e *engineEnv) deprovision(t *testing.T, id string) {
 	t.Helper()
-	if _, err := e.st.Deprovision(context.Background(), id); err != nil {
+	if _, err := e.st.Deprovision(context.Background(), id, "test"); err != nil {
 		t.Fatalf("deprovision %s: %v", id, err)
 	}
 }
@@ -124,7 +124,7 @@ func stepRecords(t *testing.T, st *store.Store, id string, phase provision.Phase
 	}
 	out := map[string]provision.Step{}
 	for _, s := range steps {
-		if s.Phase == string(phase) {
+		if s.Phase == phase {
 			out[s.Name] = s
 		}
 	}
@@ -625,7 +625,7 @@ func TestEngineManyRequestsIntoOneDestination(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i, id := range ids {
-		wg.Go(func() { _, errs[i] = e.st.Deprovision(ctx, id) })
+		wg.Go(func() { _, errs[i] = e.st.Deprovision(ctx, id, "test") })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -660,7 +660,7 @@ func TestEngineCancelsARunningRequest(t *testing.T) {
 	waitUntil(t, "put_role_policy is recorded", func() bool {
 		return stepRecords(t, e.st, r.ID, provision.PhaseProvision)[provision.StepPutRolePolicy].Status == "succeeded"
 	})
-	if _, err := e.st.Cancel(ctx, r.ID); err != nil {
+	if _, err := e.st.Cancel(ctx, r.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	got := waitEnd(t, e.st, r.ID, provision.StateCancelled)
@@ -715,7 +715,7 @@ func TestEngineRetriesAfterAPermanentFailure(t *testing.T) {
 	if err := e.cloud.SetKeyEnabled(awsfake.DemoDestinationKey, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.Retry(ctx, r.ID); err != nil {
+	if _, err := e.st.Retry(ctx, r.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	waitEnd(t, e.st, r.ID, provision.StateSucceeded)

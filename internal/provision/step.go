@@ -1,9 +1,11 @@
 package provision
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -99,16 +101,30 @@ type Facts struct {
 	CanaryLatency time.Duration `json:"canary_latency_ns,omitempty"`
 }
 
-// StepConfig tunes steps.
+// StepConfig tunes steps. Zero durations take the defaults.
 type StepConfig struct {
 	// TrustConditions adds the confused-deputy conditions to the role's
 	// trust policy (BB_TRUST_CONDITIONS).
 	TrustConditions bool
+	// StepTimeout bounds one attempt of one step (BB_STEP_TIMEOUT).
+	StepTimeout time.Duration
 	// VerifyTimeout bounds how long the canary may take to replicate
-	// (BB_VERIFY_TIMEOUT, default 15m).
+	// (BB_VERIFY_TIMEOUT); verify gets it on top of StepTimeout.
 	VerifyTimeout time.Duration
+	// PropagationTimeout bounds how long, after bucketbridge created the
+	// replication role or enabled versioning, AWS's "not visible yet"
+	// errors are retried (BB_PROPAGATION_TIMEOUT).
+	PropagationTimeout time.Duration
 	// PollInterval is how often the canary's replication status is read.
 	PollInterval time.Duration
+}
+
+func (c StepConfig) withDefaults() StepConfig {
+	c.StepTimeout = cmp.Or(c.StepTimeout, DefaultStepTimeout)
+	c.VerifyTimeout = cmp.Or(c.VerifyTimeout, DefaultVerifyTimeout)
+	c.PropagationTimeout = cmp.Or(c.PropagationTimeout, DefaultPropagationTimeout)
+	c.PollInterval = cmp.Or(c.PollInterval, defaultPollInterval)
+	return c
 }
 
 // Run is what one step works with.
@@ -125,13 +141,22 @@ type Run struct {
 	Lock func(ctx context.Context, keys ...string) (unlock func(), err error)
 	// Now is the clock.
 	Now func() time.Time
+	// Log receives what steps log.
+	Log *slog.Logger
 
 	mu    sync.Mutex
 	facts Facts
-	// record serializes the engine's writes of facts, so that the last
-	// write of concurrent steps carries everything both learned.
-	record sync.Mutex
 }
+
+// now reads the run's clock.
+func (r *Run) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
+}
+
+func (r *Run) logger() *slog.Logger { return cmp.Or(r.Log, slog.Default()) }
 
 // NewRun returns a run that starts from what earlier steps learned.
 func NewRun(r Replication, facts Facts) *Run {
@@ -216,22 +241,15 @@ const (
 	PhaseDeprovision Phase = "deprovision"
 )
 
-// Where says which account a step touches.
-type Where string
-
-const (
-	InSource      Where = "source"
-	InDestination Where = "destination"
-	InBoth        Where = "both"
-)
-
 // StepDef is one row of a phase's step table. Steps with the same Group
 // touch different documents and run concurrently; groups run in order.
 type StepDef struct {
 	Name  string
-	Where Where
 	Group int
 	Run   StepFunc
+	// TimeoutFunc, when set, gives the step's time limit instead of
+	// StepConfig.StepTimeout: verify waits for S3 on top of its calls.
+	TimeoutFunc func(StepConfig) time.Duration
 	// Undoes names the provisioning step whose effect a deprovisioning step
 	// removes; the step is skipped when that one never started, so a
 	// request that failed before writing anything (a mistyped key ARN, an

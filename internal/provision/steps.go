@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -44,18 +43,18 @@ const (
 // this one still needs it (roleStillReplicates).
 func ProvisionSteps() []StepDef {
 	return []StepDef{
-		{Name: StepResolveAccounts, Where: InBoth, Group: 1, Run: resolveAccounts},
-		{Name: StepInspectSource, Where: InSource, Group: 2, Run: inspectSource},
-		{Name: StepInspectDestination, Where: InDestination, Group: 2, Run: inspectDestination},
-		{Name: StepEnableVersioningSource, Where: InSource, Group: 3, Run: enableVersioningSource},
-		{Name: StepEnableVersioningDestination, Where: InDestination, Group: 3, Run: enableVersioningDestination},
-		{Name: StepEnsureReplicationRole, Where: InSource, Group: 4, Run: ensureReplicationRole},
-		{Name: StepPutRolePolicy, Where: InSource, Group: 5, Run: putRolePolicy},
-		{Name: StepUpdateDestinationKeyPolicy, Where: InDestination, Group: 6, Run: updateDestinationKeyPolicy},
-		{Name: StepUpdateDestinationBucketPolicy, Where: InDestination, Group: 6, Run: updateDestinationBucketPolicy},
-		{Name: StepUpdateSourceKeyPolicy, Where: InSource, Group: 6, Run: updateSourceKeyPolicy},
-		{Name: StepPutReplicationRule, Where: InSource, Group: 7, Run: putReplicationRule},
-		{Name: StepVerify, Where: InBoth, Group: 8, Run: verify},
+		{Name: StepResolveAccounts, Group: 1, Run: resolveAccounts},
+		{Name: StepInspectSource, Group: 2, Run: inspectSource},
+		{Name: StepInspectDestination, Group: 2, Run: inspectDestination},
+		{Name: StepEnableVersioningSource, Group: 3, Run: enableVersioningSource},
+		{Name: StepEnableVersioningDestination, Group: 3, Run: enableVersioningDestination},
+		{Name: StepEnsureReplicationRole, Group: 4, Run: ensureReplicationRole},
+		{Name: StepPutRolePolicy, Group: 5, Run: putRolePolicy},
+		{Name: StepUpdateDestinationKeyPolicy, Group: 6, Run: updateDestinationKeyPolicy},
+		{Name: StepUpdateDestinationBucketPolicy, Group: 6, Run: updateDestinationBucketPolicy},
+		{Name: StepUpdateSourceKeyPolicy, Group: 6, Run: updateSourceKeyPolicy},
+		{Name: StepPutReplicationRule, Group: 7, Run: putReplicationRule},
+		{Name: StepVerify, Group: 8, Run: verify, TimeoutFunc: verifyTimeout},
 	}
 }
 
@@ -65,13 +64,13 @@ func ProvisionSteps() []StepDef {
 // Versioning is never turned off.
 func DeprovisionSteps() []StepDef {
 	return []StepDef{
-		{Name: StepResolveAccounts, Where: InBoth, Group: 1, Run: resolveAccounts},
-		{Name: StepRemoveReplicationRule, Where: InSource, Group: 2, Run: removeReplicationRule, Undoes: StepPutReplicationRule},
-		{Name: StepRemoveDestinationBucketPolicy, Where: InDestination, Group: 3, Run: removeDestinationBucketPolicy, Undoes: StepUpdateDestinationBucketPolicy},
-		{Name: StepRemoveDestinationKeyPolicy, Where: InDestination, Group: 3, Run: removeDestinationKeyPolicy, Undoes: StepUpdateDestinationKeyPolicy},
-		{Name: StepRemoveSourceKeyPolicy, Where: InSource, Group: 3, Run: removeSourceKeyPolicy, Undoes: StepUpdateSourceKeyPolicy},
-		{Name: StepDeleteRolePolicy, Where: InSource, Group: 4, Run: deleteRolePolicy, Undoes: StepPutRolePolicy},
-		{Name: StepDeleteRole, Where: InSource, Group: 5, Run: deleteRole, Undoes: StepEnsureReplicationRole},
+		{Name: StepResolveAccounts, Group: 1, Run: resolveAccounts},
+		{Name: StepRemoveReplicationRule, Group: 2, Run: removeReplicationRule, Undoes: StepPutReplicationRule},
+		{Name: StepRemoveDestinationBucketPolicy, Group: 3, Run: removeDestinationBucketPolicy, Undoes: StepUpdateDestinationBucketPolicy},
+		{Name: StepRemoveDestinationKeyPolicy, Group: 3, Run: removeDestinationKeyPolicy, Undoes: StepUpdateDestinationKeyPolicy},
+		{Name: StepRemoveSourceKeyPolicy, Group: 3, Run: removeSourceKeyPolicy, Undoes: StepUpdateSourceKeyPolicy},
+		{Name: StepDeleteRolePolicy, Group: 4, Run: deleteRolePolicy, Undoes: StepPutRolePolicy},
+		{Name: StepDeleteRole, Group: 5, Run: deleteRole, Undoes: StepEnsureReplicationRole},
 	}
 }
 
@@ -110,14 +109,6 @@ func withLock(ctx context.Context, run *Run, keys []string, fn func() (Result, e
 	}
 	defer unlock()
 	return fn()
-}
-
-// clock reads the run's clock.
-func clock(run *Run) time.Time {
-	if run.Now == nil {
-		return time.Now()
-	}
-	return run.Now()
 }
 
 // mustJSON encodes a document built by bucketbridge; the policy types always

@@ -16,17 +16,17 @@ import (
 // writeError classifies the error of a write that names the replication role
 // as a principal: right after bucketbridge created the role, S3 and KMS may
 // reject it as invalid until IAM has propagated it, so that is retried within
-// PropagationWindow; later it is a role that does not exist.
+// the propagation timeout; later it is a role that does not exist.
 func writeError(run *Run, err error, c call) error {
 	if err == nil {
 		return nil
 	}
 	if IsPropagationError(err) {
-		if within(run.Facts().RoleCreatedAt, clock(run)) {
+		if run.propagating(run.Facts().RoleCreatedAt) {
 			return Retry(propagationRetryDelay, fmt.Errorf("%s on %s: the new role is not visible yet: %w", c.Action, c.Resource, err))
 		}
 		return Permanent(fmt.Sprintf("account %s rejected %s on %s because a principal is invalid (%s): check that role %s (and every other role named in the document) exists; bucketbridge did not create it in the last %s, so this is not IAM propagation",
-			c.Account, c.Action, c.Resource, errorMessage(err), input(run).RoleARN(), PropagationWindow), err)
+			c.Account, c.Action, c.Resource, errorMessage(err), input(run).RoleARN(), run.Config.withDefaults().PropagationTimeout), err)
 	}
 	return classify(err, c)
 }

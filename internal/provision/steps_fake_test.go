@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/bucketbridge/bucketbridge/internal/awsfake"
 	"github.com/bucketbridge/bucketbridge/internal/policy"
@@ -129,50 +128,6 @@ func (e *fakeEnv) replication(t *testing.T, account, region, bucket string) *pol
 	}
 	c := fromSDK(t, out.ReplicationConfiguration)
 	return &c
-}
-
-func TestStepTables(t *testing.T) {
-	t.Parallel()
-	type row struct {
-		Name  string
-		Where provision.Where
-		Group int
-	}
-	rows := func(steps []provision.StepDef) []row {
-		var out []row
-		for _, s := range steps {
-			if s.Run == nil {
-				t.Errorf("step %s has no function", s.Name)
-			}
-			out = append(out, row{s.Name, s.Where, s.Group})
-		}
-		return out
-	}
-	wantProvision := []row{
-		{"resolve_accounts", provision.InBoth, 1},
-		{"inspect_source", provision.InSource, 2}, {"inspect_destination", provision.InDestination, 2},
-		{"enable_versioning_source", provision.InSource, 3}, {"enable_versioning_destination", provision.InDestination, 3},
-		{"ensure_replication_role", provision.InSource, 4},
-		{"put_role_policy", provision.InSource, 5},
-		{"update_destination_key_policy", provision.InDestination, 6},
-		{"update_destination_bucket_policy", provision.InDestination, 6}, {"update_source_key_policy", provision.InSource, 6},
-		{"put_replication_rule", provision.InSource, 7},
-		{"verify", provision.InBoth, 8},
-	}
-	if d := cmp.Diff(wantProvision, rows(provision.ProvisionSteps())); d != "" {
-		t.Errorf("ProvisionSteps (-want +got):\n%s", d)
-	}
-	wantDeprovision := []row{
-		{"resolve_accounts", provision.InBoth, 1},
-		{"remove_replication_rule", provision.InSource, 2},
-		{"remove_destination_bucket_policy", provision.InDestination, 3}, {"remove_destination_key_policy", provision.InDestination, 3},
-		{"remove_source_key_policy", provision.InSource, 3},
-		{"delete_role_policy", provision.InSource, 4},
-		{"delete_role", provision.InSource, 5},
-	}
-	if d := cmp.Diff(wantDeprovision, rows(provision.DeprovisionSteps())); d != "" {
-		t.Errorf("DeprovisionSteps (-want +got):\n%s", d)
-	}
 }
 
 // TestProvisionDemo runs every step against the demo world: replication
@@ -588,7 +543,7 @@ func TestTransientErrorsAreRetryable(t *testing.T) {
 }
 
 // TestRoleInvisible: right after bucketbridge created the role, S3 and KMS
-// reject it for a while; within PropagationWindow that is Retry, later it is
+// reject it for a while; within the propagation timeout that is Retry, later it is
 // permanent.
 func TestRoleInvisible(t *testing.T) {
 	t.Parallel()
@@ -608,7 +563,7 @@ func TestRoleInvisible(t *testing.T) {
 		}
 		// The same answer long after the role was created is permanent.
 		old := run.Facts()
-		stale := time.Now().Add(-provision.PropagationWindow - time.Second)
+		stale := time.Now().Add(-provision.DefaultPropagationTimeout - time.Second)
 		old.RoleCreatedAt = &stale
 		late := e.run(t, "req-inv", demoSpec(), old)
 		if _, err := step(t, steps, name).Run(ctx, late); !provision.IsPermanent(err) {

@@ -79,61 +79,48 @@ func openRun(ctx context.Context, s provision.Sessions, l *locks, id string, spe
 	return run, nil
 }
 
-// runPhase runs steps in table order, the steps of a group concurrently, as
-// the engine does. A step whose error is not permanent is run again, up to
-// retries times (the engine's backoff, without the waiting). It stops at the
-// first group with an error.
+// runPhase runs steps with the engine's group runner: groups in table
+// order, and a group's failed steps (never its succeeded ones) again, up to
+// retries times, when their error is not permanent (the engine's backoff,
+// without the waiting). It stops at the first group with an error left.
 func runPhase(ctx context.Context, run *provision.Run, steps []provision.StepDef, retries int) (map[string]provision.Result, error) {
 	results := map[string]provision.Result{}
-	var mu sync.Mutex
-	for _, group := range groups(steps) {
-		errs := make([]error, len(group))
-		var wg sync.WaitGroup
-		for i, s := range group {
-			wg.Go(func() {
-				res, err := runStep(ctx, run, s, retries)
-				mu.Lock()
-				results[s.Name] = res
-				mu.Unlock()
-				if err != nil {
-					errs[i] = fmt.Errorf("%s: %w", s.Name, err)
+	for _, group := range provision.Groups(steps) {
+		for attempt := 0; len(group) > 0; attempt++ {
+			var again []provision.StepDef
+			var errs []error
+			for _, o := range provision.RunGroup(ctx, run, group, nil) {
+				results[o.Def.Name] = o.Result
+				switch {
+				case o.Err == nil:
+				case provision.IsPermanent(o.Err) || attempt >= retries:
+					errs = append(errs, fmt.Errorf("%s: %w", o.Def.Name, o.Err))
+				default:
+					again = append(again, o.Def)
 				}
-			})
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return results, err
+			}
+			if err := errors.Join(errs...); err != nil {
+				return results, err
+			}
+			if group = again; len(group) > 0 {
+				if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+					return results, err
+				}
+			}
 		}
 	}
 	return results, nil
 }
 
-func runStep(ctx context.Context, run *provision.Run, s provision.StepDef, retries int) (provision.Result, error) {
-	for attempt := 0; ; attempt++ {
-		res, err := s.Run(ctx, run)
-		if err == nil || provision.IsPermanent(err) || attempt >= retries {
-			return res, err
-		}
-		t := time.NewTimer(5 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return res, ctx.Err()
-		case <-t.C:
-		}
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-}
-
-// groups splits a step table into its groups, in order.
-func groups(steps []provision.StepDef) [][]provision.StepDef {
-	var out [][]provision.StepDef
-	for i, s := range steps {
-		if i == 0 || s.Group != steps[i-1].Group {
-			out = append(out, nil)
-		}
-		out[len(out)-1] = append(out[len(out)-1], s)
-	}
-	return out
 }
 
 func step(t *testing.T, steps []provision.StepDef, name string) provision.StepDef {

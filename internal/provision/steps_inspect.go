@@ -446,7 +446,7 @@ func enableVersioning(ctx context.Context, run *Run, acct *Account, side Side, w
 	}
 	// Recorded before the call: if its answer is lost, the retry finds
 	// versioning on and the rule's put still gets its bounded wait.
-	at := clock(run)
+	at := run.now()
 	run.Learn(func(f *Facts) { f.VersioningEnabledAt = &at })
 	_, err = acct.S3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{
 		Bucket:                  aws.String(side.Bucket),

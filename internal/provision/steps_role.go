@@ -117,7 +117,7 @@ func ensureReplicationRole(ctx context.Context, run *Run) (Result, error) {
 			case err != nil:
 				return Result{}, classify(err, c("iam:CreateRole"))
 			default:
-				at := clock(run)
+				at := run.now()
 				if out.Role != nil && out.Role.CreateDate != nil {
 					at = *out.Role.CreateDate
 				}

@@ -36,7 +36,7 @@ type ruleState struct {
 // putReplicationRule merges the request's rule into X's replication
 // configuration (DESIGN §10), last, after every permission it needs. Right
 // after bucketbridge created the role or enabled versioning, S3 may not see
-// them yet: those answers are retried within PropagationWindow.
+// them yet: those answers are retried within the propagation timeout.
 func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 	in := input(run)
 	facts := run.Facts()
@@ -75,7 +75,7 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 		switch {
 		case err == nil:
 		case isVersioningNotEnabled(err):
-			if within(facts.VersioningEnabledAt, clock(run)) {
+			if run.propagating(facts.VersioningEnabledAt) {
 				return Result{}, Retry(propagationRetryDelay, fmt.Errorf("put replication configuration on %s: versioning not visible yet: %w", side.Bucket, err))
 			}
 			return Result{}, Permanent(fmt.Sprintf("S3 refused the replication rule on %s because versioning is not enabled (%s): enable versioning on source bucket %s and destination bucket %s (aws s3api put-bucket-versioning --bucket <bucket> --versioning-configuration Status=Enabled) or deprovision this request (DELETE it) and resubmit it with enable_versioning: true",

@@ -23,9 +23,9 @@ const (
 	// Replication Time Control": 99.99% within 15 minutes with RTC).
 	// https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-time-control.html
 	DefaultVerifyTimeout = 15 * time.Minute
-	// DefaultPollInterval is how often the canary's status is read when
+	// defaultPollInterval is how often the canary's status is read when
 	// StepConfig.PollInterval is zero.
-	DefaultPollInterval = 5 * time.Second
+	defaultPollInterval = 5 * time.Second
 	// firstPoll is the first wait between canary status reads; it doubles
 	// up to the poll interval.
 	firstPoll = 50 * time.Millisecond
@@ -87,7 +87,7 @@ func canary(ctx context.Context, run *Run, key string) (canaryResult, error) {
 	src, dst := run.Replication.Source, run.Replication.Destination
 	object := "s3://" + src.Bucket + "/" + key
 	res := canaryResult{Object: object}
-	start := clock(run)
+	start := run.now()
 	put, err := run.Source.S3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:               aws.String(src.Bucket),
 		Key:                  aws.String(key),
@@ -101,8 +101,8 @@ func canary(ctx context.Context, run *Run, key string) (canaryResult, error) {
 		return res, classify(err, call{Account: src.AccountID, Action: "s3:PutObject (and kms:GenerateDataKey with " + src.KMSKeyARN + ")", Resource: object})
 	}
 	res.VersionID = aws.ToString(put.VersionId)
-	timeout := cmp.Or(run.Config.VerifyTimeout, DefaultVerifyTimeout)
-	interval := cmp.Or(run.Config.PollInterval, DefaultPollInterval)
+	cfg := run.Config.withDefaults()
+	timeout, interval := cfg.VerifyTimeout, cfg.PollInterval
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// Polls start fast and slow down to interval, so the recorded latency
@@ -133,7 +133,7 @@ func canary(ctx context.Context, run *Run, key string) (canaryResult, error) {
 					return res, err
 				}
 				if done {
-					res.latency = clock(run).Sub(start)
+					res.latency = run.now().Sub(start)
 					res.LatencyMS = res.latency.Milliseconds()
 					return res, nil
 				}
@@ -221,3 +221,7 @@ func deleteCanary(ctx context.Context, acct *Account, side Side, key string) err
 		in.KeyMarker, in.VersionIdMarker = out.NextKeyMarker, out.NextVersionIdMarker
 	}
 }
+
+// verifyTimeout gives verify the time the canary may take to replicate on
+// top of the time its calls take.
+func verifyTimeout(c StepConfig) time.Duration { return c.StepTimeout + c.VerifyTimeout }

@@ -35,7 +35,7 @@ type Claim struct {
 type StepRecord struct {
 	Phase   Phase
 	Name    string
-	Status  string // succeeded, skipped or failed
+	Status  StepStatus
 	Changed bool
 	Before  json.RawMessage
 	After   json.RawMessage
@@ -65,10 +65,12 @@ type WorkStore interface {
 	StartStep(ctx context.Context, c *Claim, name string) error
 	// FinishStep records a step's end and the facts learned so far.
 	FinishStep(ctx context.Context, c *Claim, rec StepRecord, facts Facts) error
-	// Fail records a failed attempt: the request fails or is rescheduled.
+	// Fail records a failed attempt: the request fails (through the
+	// lifecycle) or is rescheduled.
 	Fail(ctx context.Context, c *Claim, f Failure) error
-	// Finish moves the request to a terminal state and releases it.
-	Finish(ctx context.Context, c *Claim, state State, message string) error
+	// Finish applies action (complete or cancel) to the request through the
+	// lifecycle, which releases it.
+	Finish(ctx context.Context, c *Claim, action Action, message string) error
 	// Release gives the lease up without changing the request (shutdown).
 	Release(ctx context.Context, c *Claim) error
 	// Lock takes the advisory locks named by keys until unlock is called.

@@ -9,42 +9,65 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"runtime/debug"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// PoolConfig configures the worker pool.
+// Defaults of the pool and its steps; the server's configuration starts
+// from the same values.
+const (
+	DefaultWorkers         = 8
+	DefaultLease           = 30 * time.Second
+	DefaultPoll            = time.Second
+	DefaultStepTimeout     = 2 * time.Minute
+	DefaultRequestDeadline = time.Hour
+	DefaultShutdownGrace   = 20 * time.Second
+	DefaultMaxBackoff      = 5 * time.Minute
+)
+
+// PoolConfig configures the worker pool. Zero durations take the defaults.
 type PoolConfig struct {
 	Store    WorkStore
 	Sessions Sessions
 	// Steps are the step tables by phase.
 	Steps map[Phase][]StepDef
-	// Workers is how many requests run at once (BB_WORKERS, default 8).
+	// Workers is how many requests run at once; 0 runs none (the server
+	// then serves the API only).
 	Workers int
-	// Lease is how long a claim lasts without a heartbeat (BB_LEASE, 30s);
-	// a dead worker's request is resumed by another after it.
+	// Lease is how long a claim lasts without a heartbeat; a dead worker's
+	// request is resumed by another after it.
 	Lease time.Duration
-	// Poll is how often idle workers look for work when no NOTIFY came (1s).
+	// Poll is how often idle workers look for work when no wake-up came.
 	Poll time.Duration
-	// StepTimeout bounds one attempt of one step (BB_STEP_TIMEOUT, 2m);
-	// verify gets StepConfig.VerifyTimeout on top.
-	StepTimeout time.Duration
 	// RequestDeadline is how long a phase may keep retrying before the
-	// request fails (BB_REQUEST_DEADLINE, 1h).
+	// request fails.
 	RequestDeadline time.Duration
 	// ShutdownGrace is how long running steps may finish after shutdown begins.
 	ShutdownGrace time.Duration
-	// MaxBackoff caps the delay between attempts of a failing step (5m).
+	// MaxBackoff caps the delay between attempts of a failing step.
 	MaxBackoff time.Duration
 	StepConfig StepConfig
 	Logger     *slog.Logger
-	// Metrics, when set, counts steps and finished requests.
+	// Metrics, when set, counts step attempts.
 	Metrics *Metrics
 	// Owner names this process in leases; default host/pid/random.
 	Owner string
 	Now   func() time.Time
+}
+
+// Connections is how many database connections a pool of workers running
+// these step tables may hold at once: every step of a group may hold its
+// advisory locks on a connection of its own while it writes its record on
+// another, and each worker renews its lease on one more.
+func Connections(workers int, steps map[Phase][]StepDef) int {
+	widest := 0
+	for _, table := range steps {
+		for _, g := range Groups(table) {
+			widest = max(widest, len(g))
+		}
+	}
+	return workers * (2*widest + 1)
 }
 
 // Pool runs requests through their step tables.
@@ -65,14 +88,12 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		return nil, errors.New("provision: Workers must not be negative")
 	}
 	host, _ := os.Hostname()
-	cfg.Workers = cmp.Or(cfg.Workers, 8)
-	cfg.Lease = cmp.Or(cfg.Lease, 30*time.Second)
-	cfg.Poll = cmp.Or(cfg.Poll, time.Second)
-	cfg.StepTimeout = cmp.Or(cfg.StepTimeout, 2*time.Minute)
-	cfg.RequestDeadline = cmp.Or(cfg.RequestDeadline, time.Hour)
-	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 20*time.Second)
-	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 5*time.Minute)
-	cfg.StepConfig.VerifyTimeout = cmp.Or(cfg.StepConfig.VerifyTimeout, DefaultVerifyTimeout)
+	cfg.Lease = cmp.Or(cfg.Lease, DefaultLease)
+	cfg.Poll = cmp.Or(cfg.Poll, DefaultPoll)
+	cfg.RequestDeadline = cmp.Or(cfg.RequestDeadline, DefaultRequestDeadline)
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, DefaultShutdownGrace)
+	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, DefaultMaxBackoff)
+	cfg.StepConfig = cfg.StepConfig.withDefaults()
 	cfg.Owner = cmp.Or(cfg.Owner, fmt.Sprintf("%s/%d/%04x", host, os.Getpid(), rand.Uint32()&0xffff))
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -83,6 +104,9 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 // Run works until ctx ends, then stops claiming, lets running steps finish
 // within the shutdown grace, releases its leases and returns.
 func (p *Pool) Run(ctx context.Context) {
+	if p.cfg.Workers == 0 {
+		return
+	}
 	wake := p.cfg.Store.Wake(ctx)
 	var wg sync.WaitGroup
 	for i := range p.cfg.Workers {
@@ -92,6 +116,7 @@ func (p *Pool) Run(ctx context.Context) {
 	wg.Wait()
 }
 
+// work is one worker's claim loop.
 func (p *Pool) work(ctx context.Context, owner string, wake <-chan struct{}) {
 	for ctx.Err() == nil {
 		c, ok, err := p.cfg.Store.Claim(ctx, owner, p.cfg.Lease)
@@ -110,195 +135,83 @@ func (p *Pool) work(ctx context.Context, owner string, wake <-chan struct{}) {
 	}
 }
 
-// process runs a claimed request from its first unfinished step until it
-// finishes, fails, must wait for a retry, is cancelled, loses its lease, or
-// the pool shuts down.
+// process runs a claimed request from its first unfinished step until its
+// phase completes or fails, it must wait for a retry, it is cancelled, its
+// lease is lost, or the pool shuts down.
 func (p *Pool) process(ctx context.Context, c *Claim) {
-	log := p.log.With("replication_id", c.Replication.ID, "phase", c.Phase, "worker", c.Owner)
-
+	x := &execution{pool: p, claim: c, log: p.log.With("replication_id", c.Replication.ID, "phase", c.Phase, "worker", c.Owner)}
 	// Steps run on a context that outlives shutdown by the grace period,
 	// and ends at once when the lease is lost.
-	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRun()
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
 	stopGrace := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(p.cfg.ShutdownGrace, cancelRun)
+		t := time.AfterFunc(p.cfg.ShutdownGrace, stopRun)
 		context.AfterFunc(runCtx, func() { t.Stop() })
 	})
 	defer stopGrace()
+	x.lease = newLeaseKeeper(p.cfg.Store, c, p.cfg.Lease, p.cfg.Now, x.log, stopRun)
+	go x.lease.run(runCtx)
+	defer x.lease.wait()
+	defer stopRun()
 
-	var lost, cancelRequested atomic.Bool
-	cancelRequested.Store(c.CancelRequested)
-	heartbeatDone := make(chan struct{})
-	defer func() { <-heartbeatDone }()
-	defer cancelRun()
-	go func() {
-		defer close(heartbeatDone)
-		t := time.NewTicker(p.cfg.Lease / 3)
-		defer t.Stop()
-		renewed := time.Now()
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-t.C:
-			}
-			cancel, err := p.cfg.Store.Extend(runCtx, c, p.cfg.Lease)
-			switch {
-			case errors.Is(err, ErrLeaseLost):
-				log.WarnContext(runCtx, "lease lost; stopping without writing")
-				lost.Store(true)
-				cancelRun()
-				return
-			case err != nil && time.Since(renewed) > p.cfg.Lease*9/10:
-				// Another worker may claim the request any moment now: stop
-				// acting on AWS rather than risk running it twice.
-				log.WarnContext(runCtx, "cannot renew the lease before it expires; stopping", "error", err)
-				lost.Store(true)
-				cancelRun()
-				return
-			case err != nil:
-				log.WarnContext(runCtx, "lease heartbeat failed", "error", err)
-			default:
-				renewed = time.Now()
-				if cancel {
-					cancelRequested.Store(true)
-				}
-			}
-		}
-	}()
-
-	// bookkeeping writes survive the end of runCtx briefly, so a step that
-	// finished during shutdown is still recorded.
-	bookkeeping := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	}
-	fail := func(step string, err error) {
-		bctx, cancel := bookkeeping()
-		defer cancel()
-		f := p.failure(c, step, err)
-		if f.Permanent {
-			log.WarnContext(bctx, "request failed", "step", step, "error", err)
-		} else {
-			log.InfoContext(bctx, "step will be retried", "step", step, "retry_at", f.RetryAt, "attempt", c.Replication.Attempt+1, "error", err)
-		}
-		if err := p.cfg.Store.Fail(bctx, c, f); err != nil && !errors.Is(err, ErrLeaseLost) {
-			log.ErrorContext(bctx, "record failure", "error", err)
-		} else if err == nil && f.Permanent {
-			p.cfg.Metrics.finish(StateFailed)
-		}
-	}
-	finish := func(state State, message string) {
-		bctx, cancel := bookkeeping()
-		defer cancel()
-		if err := p.cfg.Store.Finish(bctx, c, state, message); err != nil {
-			if !errors.Is(err, ErrLeaseLost) {
-				log.ErrorContext(bctx, "record finish", "error", err)
-			}
-			return
-		}
-		p.cfg.Metrics.finish(state)
-		log.InfoContext(bctx, "request finished", "state", state)
-	}
-	release := func() {
-		bctx, cancel := bookkeeping()
-		defer cancel()
-		if err := p.cfg.Store.Release(bctx, c); err != nil {
-			log.ErrorContext(bctx, "release lease", "error", err)
-		}
-	}
-
-	if cancelRequested.Load() {
-		finish(StateCancelled, "cancelled by caller before the next step")
+	if x.lease.cancelRequested.Load() {
+		x.finish(ctx, ActionCancel, "cancelled by caller before the next step")
 		return
 	}
 	steps, skipped := p.stepsToRun(c)
 	for _, def := range skipped {
-		if err := p.skip(runCtx, c, def); err != nil {
+		if err := x.skip(runCtx, def); err != nil {
 			if !errors.Is(err, ErrLeaseLost) {
-				log.ErrorContext(runCtx, "record skipped step", "step", def.Name, "error", err)
+				x.log.ErrorContext(runCtx, "record skipped step", "step", def.Name, "error", err)
 			}
 			return
 		}
 	}
 	if len(steps) == 0 {
-		finish(StateDeprovisioned, "nothing to remove: provisioning never wrote anything")
+		x.finish(ctx, ActionComplete, "nothing to remove: provisioning never wrote anything")
 		return
 	}
-	run := NewRun(c.Replication, c.Facts)
-	run.Config, run.Lock, run.Now = p.cfg.StepConfig, p.cfg.Store.Lock, p.cfg.Now
-	var err error
-	if run.Source, err = p.cfg.Sessions.Account(runCtx, c.Replication.Source.AccountID, c.Replication.Source.Region); err == nil {
-		run.Destination, err = p.cfg.Sessions.Account(runCtx, c.Replication.Destination.AccountID, c.Replication.Destination.Region)
-	}
-	if err != nil {
-		if !lost.Load() {
-			fail("resolve_accounts", fmt.Errorf("open provisioner sessions: %w", err))
+	x.run = NewRun(c.Replication, c.Facts)
+	x.run.Config, x.run.Lock, x.run.Now, x.run.Log = p.cfg.StepConfig, p.cfg.Store.Lock, p.cfg.Now, x.log
+	for _, group := range Groups(steps) {
+		todo := slices.DeleteFunc(slices.Clone(group), func(d StepDef) bool { return c.Done[d.Name] })
+		if len(todo) == 0 {
+			continue
 		}
-		return
-	}
-
-	for _, group := range groups(steps) {
-		if ctx.Err() != nil {
-			release()
+		if !x.ready(ctx, runCtx, todo[0].Name) {
 			return
 		}
-		// Renewing the lease between groups also reads a cancel request
-		// made while the last group ran.
-		if cancel, err := p.cfg.Store.Extend(runCtx, c, p.cfg.Lease); errors.Is(err, ErrLeaseLost) {
+		outcomes := RunGroup(runCtx, x.run, todo, x)
+		switch {
+		case x.lease.lost.Load():
 			return
-		} else if cancel {
-			cancelRequested.Store(true)
-		}
-		if cancelRequested.Load() && c.Phase == PhaseProvision {
-			msg := "cancelled by caller"
-			if c.Replication.CurrentStep != "" {
-				msg += " after step " + c.Replication.CurrentStep
-			}
-			finish(StateCancelled, msg)
-			return
-		}
-		var (
-			wg   sync.WaitGroup
-			errs = make([]error, len(group))
-		)
-		for i, def := range group {
-			if c.Done[def.Name] {
-				continue
-			}
-			wg.Go(func() { errs[i] = p.runStep(runCtx, c, run, def) })
-		}
-		wg.Wait()
-		if lost.Load() {
-			return
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			// Shutting down: what finished is recorded; another worker
 			// resumes the rest, including any step the grace period cut short.
-			release()
+			x.release(ctx)
 			return
 		}
-		if i, err := worst(errs); err != nil {
-			if errors.Is(err, ErrLeaseLost) {
-				return
+		if o, failed := decisive(outcomes); failed {
+			if !errors.Is(o.Err, ErrLeaseLost) {
+				x.fail(ctx, o.Def.Name, o.Err)
 			}
-			fail(group[i].Name, err)
 			return
 		}
-		for _, def := range group {
+		for _, def := range todo {
 			c.Done[def.Name] = true
 			c.Replication.CurrentStep = def.Name
 		}
 		c.Replication.Attempt = 0 // as the store recorded with each step's success
 	}
 	if c.Phase == PhaseDeprovision {
-		finish(StateDeprovisioned, "everything bucketbridge added is removed")
+		x.finish(ctx, ActionComplete, "everything bucketbridge added is removed")
 		return
 	}
 	msg := "replication is provisioned"
-	if f := run.Facts(); f.CanaryLatency > 0 {
+	if f := x.run.Facts(); f.CanaryLatency > 0 {
 		msg += fmt.Sprintf("; the canary replicated in %s", f.CanaryLatency.Round(time.Millisecond))
 	}
-	finish(StateSucceeded, msg)
+	x.finish(ctx, ActionComplete, msg)
 }
 
 // stepsToRun returns the steps of c's phase still to run, and the
@@ -334,71 +247,138 @@ func (p *Pool) stepsToRun(c *Claim) (run, skipped []StepDef) {
 	return run, skipped
 }
 
+// execution is one run of a claimed request: what process needs besides
+// the step tables.
+type execution struct {
+	pool  *Pool
+	claim *Claim
+	log   *slog.Logger
+	lease *leaseKeeper
+	run   *Run
+	// recording serializes the writes of step records, so that the last
+	// write of concurrent steps carries the facts both learned.
+	recording sync.Mutex
+}
+
+// ready prepares the next group: it renews the lease (which also reads a
+// cancel asked meanwhile), honours a cancel before provisioning further,
+// and opens the accounts' sessions before the first group that needs them.
+// It reports whether the group may run; when not, the request has been
+// released, finished or failed as needed.
+func (x *execution) ready(ctx, runCtx context.Context, next string) bool {
+	if ctx.Err() != nil {
+		x.release(ctx)
+		return false
+	}
+	if err := x.lease.renew(runCtx); err != nil {
+		return false
+	}
+	if x.lease.cancelRequested.Load() && x.claim.Phase == PhaseProvision {
+		msg := "cancelled by caller"
+		if s := x.claim.Replication.CurrentStep; s != "" {
+			msg += " after step " + s
+		}
+		x.finish(ctx, ActionCancel, msg)
+		return false
+	}
+	if x.run.Source != nil {
+		return true
+	}
+	r, sessions := x.claim.Replication, x.pool.cfg.Sessions
+	src, err := sessions.Account(runCtx, r.Source.AccountID, r.Source.Region)
+	var dst *Account
+	if err == nil {
+		dst, err = sessions.Account(runCtx, r.Destination.AccountID, r.Destination.Region)
+	}
+	if err != nil {
+		if !x.lease.lost.Load() {
+			x.fail(ctx, next, fmt.Errorf("open provisioner sessions: %w", err))
+		}
+		return false
+	}
+	x.run.Source, x.run.Destination = src, dst
+	return true
+}
+
+// Started implements Recorder.
+func (x *execution) Started(ctx context.Context, def StepDef) error {
+	return x.pool.cfg.Store.StartStep(ctx, x.claim, def.Name)
+}
+
+// Ended implements Recorder: it stores the attempt's record with the facts
+// learned so far. The write outlives the run's context briefly, so that a
+// step that finished during shutdown is still recorded.
+func (x *execution) Ended(ctx context.Context, o StepOutcome) error {
+	rec := StepRecord{Phase: x.claim.Phase, Name: o.Def.Name, Status: o.Status(), Changed: o.Result.Changed,
+		Before: encodeDoc(o.Result.Before), After: encodeDoc(o.Result.After)}
+	if o.Err != nil {
+		rec.Error = x.pool.problem(o.Def.Name, o.Err, !IsPermanent(o.Err))
+	}
+	x.pool.cfg.Metrics.step(x.claim.Phase, o.Def.Name, rec.Status, o.Elapsed)
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	x.recording.Lock()
+	defer x.recording.Unlock()
+	return x.pool.cfg.Store.FinishStep(bctx, x.claim, rec, x.run.Facts())
+}
+
 // skip records a step that has nothing to do.
-func (p *Pool) skip(ctx context.Context, c *Claim, def StepDef) error {
-	if err := p.cfg.Store.StartStep(ctx, c, def.Name); err != nil {
+func (x *execution) skip(ctx context.Context, def StepDef) error {
+	if err := x.pool.cfg.Store.StartStep(ctx, x.claim, def.Name); err != nil {
 		return err
 	}
 	after := map[string]string{"reason": "nothing to remove: provisioning never started " + cmp.Or(def.Undoes, "a step that writes")}
-	err := p.cfg.Store.FinishStep(ctx, c, StepRecord{Phase: c.Phase, Name: def.Name, Status: "skipped", After: encodeDoc(after)}, c.Facts)
+	rec := StepRecord{Phase: x.claim.Phase, Name: def.Name, Status: StepSkipped, After: encodeDoc(after)}
+	err := x.pool.cfg.Store.FinishStep(ctx, x.claim, rec, x.claim.Facts)
 	if err == nil {
-		c.Done[def.Name] = true
+		x.claim.Done[def.Name] = true
 	}
 	return err
 }
 
-// runStep runs one attempt of a step and records it.
-func (p *Pool) runStep(ctx context.Context, c *Claim, run *Run, def StepDef) error {
-	if err := p.cfg.Store.StartStep(ctx, c, def.Name); err != nil {
-		return err
-	}
-	timeout := p.cfg.StepTimeout
-	if def.Name == "verify" {
-		timeout += p.cfg.StepConfig.VerifyTimeout
-	}
-	stepCtx, cancel := context.WithTimeout(ctx, timeout)
-	start := time.Now()
-	res, err := p.callStep(stepCtx, def, run)
-	elapsed := time.Since(start)
-	if err != nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) {
-		err = fmt.Errorf("step %s timed out after %s: %w", def.Name, timeout, err)
-	}
-	cancel()
-
-	rec := StepRecord{Phase: c.Phase, Name: def.Name, Changed: res.Changed,
-		Before: encodeDoc(res.Before), After: encodeDoc(res.After)}
-	switch {
-	case err != nil:
-		rec.Status = "failed"
-		rec.Error = p.problem(def.Name, err, !IsPermanent(err))
-	case res.Skipped:
-		rec.Status = "skipped"
-	default:
-		rec.Status = "succeeded"
-	}
-	bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer bcancel()
-	p.cfg.Metrics.step(c.Phase, def.Name, rec.Status, elapsed)
-	run.record.Lock()
-	ferr := p.cfg.Store.FinishStep(bctx, c, rec, run.Facts())
-	run.record.Unlock()
-	if ferr != nil {
-		return ferr
-	}
-	return err
-}
-
-// callStep runs a step, turning a panic into a permanent error so one bad
-// step cannot take the worker down.
-func (p *Pool) callStep(ctx context.Context, def StepDef, run *Run) (res Result, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			p.log.ErrorContext(ctx, "step panicked", "step", def.Name, "replication_id", run.Replication.ID,
-				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = Permanent(fmt.Sprintf("step %s crashed; this is a bug in bucketbridge (the server log has the details)", def.Name), nil)
+// finish applies action (complete or cancel) to the request.
+func (x *execution) finish(ctx context.Context, action Action, message string) {
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	if err := x.pool.cfg.Store.Finish(bctx, x.claim, action, message); err != nil {
+		if !errors.Is(err, ErrLeaseLost) {
+			x.log.ErrorContext(bctx, "record the end of the request", "action", action, "error", err)
 		}
-	}()
-	return def.Run(ctx, run)
+		return
+	}
+	x.log.InfoContext(bctx, "request finished", "action", action)
+}
+
+// fail records a failed attempt of step: the request fails, or waits for
+// its next attempt.
+func (x *execution) fail(ctx context.Context, step string, err error) {
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	f := x.pool.failure(x.claim, step, err)
+	if f.Permanent {
+		x.log.WarnContext(bctx, "request failed", "step", step, "error", err)
+	} else {
+		x.log.InfoContext(bctx, "step will be retried", "step", step, "retry_at", f.RetryAt, "attempt", x.claim.Replication.Attempt+1, "error", err)
+	}
+	if err := x.pool.cfg.Store.Fail(bctx, x.claim, f); err != nil && !errors.Is(err, ErrLeaseLost) {
+		x.log.ErrorContext(bctx, "record failure", "step", step, "error", err)
+	}
+}
+
+// release gives the lease up (shutdown), so another worker resumes at once.
+func (x *execution) release(ctx context.Context) {
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	if err := x.pool.cfg.Store.Release(bctx, x.claim); err != nil {
+		x.log.ErrorContext(bctx, "release lease", "error", err)
+	}
+}
+
+// bookkeeping is the context of the engine's own writes: they outlive the
+// end of the run briefly, so a step that finished during shutdown is still
+// recorded.
+func bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
 // failure decides what a failed attempt means for the request.
@@ -452,43 +432,6 @@ func (p *Pool) problem(step string, err error, retryable bool) json.RawMessage {
 	}
 	b, _ := json.Marshal(pr)
 	return b
-}
-
-// worst picks the error that decides a group's outcome: a lost lease, then
-// a permanent failure, then any other.
-func worst(errs []error) (int, error) {
-	best, rank := -1, 0
-	for i, err := range errs {
-		r := 0
-		switch {
-		case err == nil:
-		case errors.Is(err, ErrLeaseLost):
-			r = 3
-		case IsPermanent(err):
-			r = 2
-		default:
-			r = 1
-		}
-		if r > rank {
-			best, rank = i, r
-		}
-	}
-	if best < 0 {
-		return -1, nil
-	}
-	return best, errs[best]
-}
-
-// groups splits a step table into its groups, in order.
-func groups(steps []StepDef) [][]StepDef {
-	var out [][]StepDef
-	for i, s := range steps {
-		if i == 0 || s.Group != steps[i-1].Group {
-			out = append(out, nil)
-		}
-		out[len(out)-1] = append(out[len(out)-1], s)
-	}
-	return out
 }
 
 func encodeDoc(v any) json.RawMessage {

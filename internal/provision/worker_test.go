@@ -61,7 +61,7 @@ func ok(name string, runs *counter) provision.StepFunc {
 func table(steps ...provision.StepDef) map[provision.Phase][]provision.StepDef {
 	return map[provision.Phase][]provision.StepDef{
 		provision.PhaseProvision:   steps,
-		provision.PhaseDeprovision: {{Name: "undo", Where: provision.InBoth, Group: 1, Run: func(context.Context, *provision.Run) (provision.Result, error) { return provision.Result{}, nil }}},
+		provision.PhaseDeprovision: {{Name: "undo", Group: 1, Run: func(context.Context, *provision.Run) (provision.Result, error) { return provision.Result{}, nil }}},
 	}
 }
 
@@ -96,6 +96,9 @@ func startPool(t *testing.T, cfg provision.PoolConfig) (stop func()) {
 	}
 	if cfg.Poll == 0 {
 		cfg.Poll = 20 * time.Millisecond
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = provision.DefaultWorkers
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 20 * time.Millisecond
@@ -141,7 +144,7 @@ func stepStatuses(t *testing.T, st *store.Store, id string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, s := range steps {
-		out[string(s.Phase)+"/"+s.Name] = s.Status
+		out[string(s.Phase)+"/"+s.Name] = string(s.Status)
 	}
 	return out
 }
@@ -265,7 +268,7 @@ func TestPermanentFailureThenRetryResumesAtTheFailedStep(t *testing.T) {
 		t.Errorf("last_error = %s, finished %v", failed.LastError, failed.FinishedAt)
 	}
 	fixed.Store(true)
-	if _, err := st.Retry(context.Background(), r.ID); err != nil {
+	if _, err := st.Retry(context.Background(), r.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, st, r.ID, provision.StateSucceeded)
@@ -298,7 +301,7 @@ func TestCancelStopsARunningRequestAfterItsCurrentStep(t *testing.T) {
 	steps := table(
 		provision.StepDef{Name: "slow", Group: 1, Run: func(ctx context.Context, _ *provision.Run) (provision.Result, error) {
 			runs.inc("slow")
-			if _, err := st.Cancel(ctx, r.ID); err != nil {
+			if _, err := st.Cancel(ctx, r.ID, "test"); err != nil {
 				return provision.Result{}, err
 			}
 			return provision.Result{}, nil
@@ -363,11 +366,11 @@ func (d *deadStore) Fail(ctx context.Context, c *provision.Claim, f provision.Fa
 	return d.Store.Fail(ctx, c, f)
 }
 
-func (d *deadStore) Finish(ctx context.Context, c *provision.Claim, s provision.State, m string) error {
+func (d *deadStore) Finish(ctx context.Context, c *provision.Claim, a provision.Action, m string) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	return d.Store.Finish(ctx, c, s, m)
+	return d.Store.Finish(ctx, c, a, m)
 }
 
 func (d *deadStore) Release(ctx context.Context, c *provision.Claim) error {
@@ -434,7 +437,7 @@ func TestALateWriteFromAWorkerThatLostItsLeaseIsRefused(t *testing.T) {
 	if err := st.StartStep(ctx, &a, "x"); !errors.Is(err, provision.ErrLeaseLost) {
 		t.Errorf("late StartStep = %v", err)
 	}
-	if err := st.Finish(ctx, &a, provision.StateSucceeded, "late"); !errors.Is(err, provision.ErrLeaseLost) {
+	if err := st.Finish(ctx, &a, provision.ActionComplete, "late"); !errors.Is(err, provision.ErrLeaseLost) {
 		t.Errorf("late Finish = %v", err)
 	}
 	if _, err := st.Extend(ctx, &a, time.Minute); !errors.Is(err, provision.ErrLeaseLost) {
@@ -540,7 +543,7 @@ func TestDeprovisionRunsTheInverseTable(t *testing.T) {
 	r := create(t, st, 1)
 	startPool(t, provision.PoolConfig{Store: st, Steps: steps})
 	waitState(t, st, r.ID, provision.StateSucceeded)
-	if _, err := st.Deprovision(context.Background(), r.ID); err != nil {
+	if _, err := st.Deprovision(context.Background(), r.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	done := waitState(t, st, r.ID, provision.StateDeprovisioned)
@@ -552,7 +555,7 @@ func TestDeprovisionRunsTheInverseTable(t *testing.T) {
 		t.Errorf("steps (-want +got):\n%s", diff)
 	}
 	// A second DELETE is answered with the request as it is.
-	again, err := st.Deprovision(context.Background(), r.ID)
+	again, err := st.Deprovision(context.Background(), r.ID, "test")
 	if err != nil || again.State != provision.StateDeprovisioned {
 		t.Errorf("second deprovision = %s, %v", again.State, err)
 	}
@@ -592,7 +595,7 @@ func TestDeprovisioningARequestThatWroteNothingTouchesNoAccount(t *testing.T) {
 	r := create(t, st, 1)
 	startPool(t, provision.PoolConfig{Store: st, Steps: steps, Sessions: unreachableSessions{}})
 	waitState(t, st, r.ID, provision.StateFailed)
-	if _, err := st.Deprovision(context.Background(), r.ID); err != nil {
+	if _, err := st.Deprovision(context.Background(), r.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, st, r.ID, provision.StateDeprovisioned)

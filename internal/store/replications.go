@@ -22,18 +22,8 @@ import (
 const replicationColumns = `id, state, source_account_id, source_region, source_bucket, source_kms_key_arn,
 	destination_account_id, destination_region, destination_bucket, destination_kms_key_arn,
 	rule_prefix, delete_marker_replication, replica_modifications, storage_class, replication_time_control,
-	enable_versioning, verify, ticket, callback_url, requested_by, phase, cancel_requested, current_step,
+	enable_versioning, verify, ticket, callback_url, requested_by, cancel_requested, current_step,
 	attempt, last_error, created_at, updated_at, finished_at`
-
-// replicationColumnsOf qualifies the column list with a table alias, for
-// UPDATE … FROM, where bare names would be ambiguous.
-func replicationColumnsOf(alias string) string {
-	cols := strings.Split(replicationColumns, ",")
-	for i, c := range cols {
-		cols[i] = alias + "." + strings.TrimSpace(c)
-	}
-	return strings.Join(cols, ", ")
-}
 
 // replicationRow is one row of replications as the queries return it.
 type replicationRow struct {
@@ -57,7 +47,6 @@ type replicationRow struct {
 	Ticket                  string
 	CallbackURL             string `db:"callback_url"`
 	RequestedBy             string
-	Phase                   string
 	CancelRequested         bool
 	CurrentStep             string
 	Attempt                 int
@@ -92,7 +81,7 @@ func (r replicationRow) domain() provision.Replication {
 			CallbackURL:      r.CallbackURL,
 		},
 		State:           provision.State(r.State),
-		Phase:           provision.Phase(r.Phase),
+		Phase:           provision.State(r.State).Phase(),
 		CancelRequested: r.CancelRequested,
 		CurrentStep:     r.CurrentStep,
 		Attempt:         r.Attempt,
@@ -119,105 +108,114 @@ func collectReplications(rows pgx.Rows) ([]provision.Replication, error) {
 const insertIdempotencyKey = `INSERT INTO idempotency_keys (caller, key, request_hash)
 VALUES ($1, $2, $3) ON CONFLICT (caller, key) DO NOTHING`
 
-const selectIdempotencyKey = `SELECT request_hash, response FROM idempotency_keys WHERE caller = $1 AND key = $2`
+const selectIdempotencyKey = `SELECT request_hash, replication_id, response_status, response_body FROM idempotency_keys
+WHERE caller = $1 AND key = $2`
 
-const insertReplication = `INSERT INTO replications (id, source_account_id, source_region, source_bucket, source_kms_key_arn,
+const insertReplication = `INSERT INTO replications (id, state, source_account_id, source_region, source_bucket, source_kms_key_arn,
 	destination_account_id, destination_region, destination_bucket, destination_kms_key_arn,
 	rule_prefix, delete_marker_replication, replica_modifications, storage_class, replication_time_control,
 	enable_versioning, verify, ticket, callback_url, requested_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 RETURNING ` + replicationColumns
 
-const updateIdempotencyKey = `UPDATE idempotency_keys SET replication_id = $3, response = $4 WHERE caller = $1 AND key = $2`
+const updateIdempotencyKey = `UPDATE idempotency_keys SET replication_id = $3, response_status = $4, response_body = $5
+WHERE caller = $1 AND key = $2`
 
 const selectLiveRoute = `SELECT id FROM replications
 WHERE source_bucket = $1 AND destination_bucket = $2 AND rule_prefix = $3
   AND state NOT IN ('cancelled', 'deprovisioned')`
 
-// notifyChannel is the LISTEN/NOTIFY channel that wakes idle workers.
-const notifyChannel = "bucketbridge_work"
-
-// Create stores a new request in state pending. With an idempotency key it
-// returns the first answer for that key instead (replayed = true), or
-// provision.ErrIdempotencyKeyReused when the body differs. Two identical
-// requests arriving at once create one row: the second waits on the key's
-// unique index until the first commits, then replays it.
-func (s *Store) Create(ctx context.Context, in provision.NewReplication) (r provision.Replication, replayed bool, err error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return r, false, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-
-	if in.IdempotencyKey != "" {
-		tag, err := tx.Exec(ctx, insertIdempotencyKey, in.RequestedBy, in.IdempotencyKey, in.RequestHash)
+// Create stores a new request in the state the lifecycle creates requests
+// in. With an idempotency key it returns instead the first answer for that
+// key (replay), or provision.ErrIdempotencyKeyReused when the body differs.
+// Two identical requests arriving at once create one row: the second waits
+// on the key's unique index until the first commits, then replays it.
+func (s *Store) Create(ctx context.Context, in provision.NewReplication) (r provision.Replication, replay *provision.Response, err error) {
+	var c provision.Change
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if in.IdempotencyKey != "" {
+			tag, err := tx.Exec(ctx, insertIdempotencyKey, in.RequestedBy, in.IdempotencyKey, in.RequestHash)
+			if err != nil {
+				return fmt.Errorf("claim idempotency key: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				replay, err = replayAnswer(ctx, tx, in)
+				return err
+			}
+		}
+		c, err = s.insert(ctx, tx, in)
 		if err != nil {
-			return r, false, fmt.Errorf("claim idempotency key: %w", err)
+			return err
 		}
-		if tag.RowsAffected() == 0 {
-			r, err := replay(ctx, tx, in)
-			return r, err == nil, err
+		if in.IdempotencyKey == "" {
+			return nil
 		}
+		answer, err := in.Answer(c.Replication)
+		if err != nil {
+			return fmt.Errorf("render the answer to remember: %w", err)
+		}
+		if _, err := tx.Exec(ctx, updateIdempotencyKey, in.RequestedBy, in.IdempotencyKey, c.Replication.ID, answer.Status, answer.Body); err != nil {
+			return fmt.Errorf("remember idempotency key: %w", err)
+		}
+		return nil
+	})
+	if isLiveRouteTaken(err) {
+		return r, nil, s.duplicate(ctx, in.Spec)
 	}
+	if err != nil || replay != nil {
+		return r, replay, err
+	}
+	s.committed(c)
+	return c.Replication, nil, nil
+}
 
+// insert writes a new request and applies its creation in tx.
+func (s *Store) insert(ctx context.Context, tx pgx.Tx, in provision.NewReplication) (provision.Change, error) {
+	state, ok := provision.Next("", provision.ActionCreate)
+	if !ok {
+		return provision.Change{}, errors.New("the lifecycle has no state to create requests in")
+	}
 	sp := in.Spec
-	rows, err := tx.Query(ctx, insertReplication, uuid.Must(uuid.NewV7()),
+	rows, err := tx.Query(ctx, insertReplication, uuid.Must(uuid.NewV7()), state,
 		sp.Source.AccountID, sp.Source.Region, sp.Source.Bucket, sp.Source.KMSKeyARN,
 		sp.Destination.AccountID, sp.Destination.Region, sp.Destination.Bucket, sp.Destination.KMSKeyARN,
 		sp.Rule.Prefix, sp.Rule.DeleteMarkerReplication, sp.Rule.ReplicaModifications, sp.Rule.StorageClass,
 		sp.Rule.ReplicationTimeControl, sp.EnableVersioning, sp.Verify, sp.Ticket, sp.CallbackURL, in.RequestedBy)
 	if err != nil {
-		return r, false, fmt.Errorf("insert replication: %w", err)
+		return provision.Change{}, fmt.Errorf("insert replication: %w", err)
 	}
 	created, err := collectReplications(rows)
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "replications_one_live_per_route" {
-			tx.Rollback(ctx) //nolint:errcheck // the transaction is aborted anyway
-			return r, false, s.duplicate(ctx, sp)
-		}
-		return r, false, fmt.Errorf("insert replication: %w", err)
+		return provision.Change{}, fmt.Errorf("insert replication: %w", err)
 	}
-	r = created[0]
-
-	if err := appendEvent(ctx, tx, r.ID, "state", r.State, "", "request accepted", nil); err != nil {
-		return r, false, err
+	c := provision.Change{
+		Transition:  provision.Transition{Action: provision.ActionCreate, To: state},
+		Actor:       in.RequestedBy,
+		Replication: created[0],
 	}
-	if in.IdempotencyKey != "" {
-		snapshot, err := json.Marshal(r)
-		if err != nil {
-			return r, false, fmt.Errorf("encode idempotent response: %w", err)
-		}
-		if _, err := tx.Exec(ctx, updateIdempotencyKey, in.RequestedBy, in.IdempotencyKey, r.ID, snapshot); err != nil {
-			return r, false, fmt.Errorf("remember idempotency key: %w", err)
-		}
-	}
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", notifyChannel, r.ID); err != nil {
-		return r, false, fmt.Errorf("notify workers: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return r, false, fmt.Errorf("commit: %w", err)
-	}
-	return r, false, nil
+	return c, s.record(ctx, tx, c, "request accepted", nil)
 }
 
-// replay answers a request whose idempotency key is already taken.
-func replay(ctx context.Context, tx pgx.Tx, in provision.NewReplication) (provision.Replication, error) {
+// replayAnswer returns the answer remembered for a request whose
+// idempotency key is already taken.
+func replayAnswer(ctx context.Context, tx pgx.Tx, in provision.NewReplication) (*provision.Response, error) {
 	var (
-		r        provision.Replication
-		hash     []byte
-		response []byte
+		hash   []byte
+		id     *uuid.UUID
+		status *int
+		body   []byte
 	)
-	if err := tx.QueryRow(ctx, selectIdempotencyKey, in.RequestedBy, in.IdempotencyKey).Scan(&hash, &response); err != nil {
-		return r, fmt.Errorf("read idempotency key: %w", err)
+	if err := tx.QueryRow(ctx, selectIdempotencyKey, in.RequestedBy, in.IdempotencyKey).Scan(&hash, &id, &status, &body); err != nil {
+		return nil, fmt.Errorf("read idempotency key: %w", err)
 	}
 	if !bytes.Equal(hash, in.RequestHash) {
-		return r, provision.ErrIdempotencyKeyReused
+		return nil, provision.ErrIdempotencyKeyReused
 	}
-	if err := json.Unmarshal(response, &r); err != nil {
-		return r, fmt.Errorf("decode idempotent response: %w", err)
+	if status == nil || id == nil {
+		// The key is stored in the transaction that stores its answer.
+		return nil, fmt.Errorf("idempotency key %q has no remembered answer", in.IdempotencyKey)
 	}
-	return r, nil
+	return &provision.Response{ReplicationID: id.String(), Status: *status, Body: body}, nil
 }
 
 // duplicate builds the error for a request whose route is already live.
@@ -268,7 +266,7 @@ type querier interface {
 }
 
 const listReplications = `SELECT ` + replicationColumns + ` FROM replications
-WHERE ($1 = '' OR state = $1::replication_state)
+WHERE (cardinality($1::replication_state[]) = 0 OR state = ANY($1))
   AND ($2 = '' OR source_account_id = $2 OR destination_account_id = $2)
   AND ($3 = '' OR ticket = $3)
   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
@@ -290,7 +288,11 @@ func (s *Store) List(ctx context.Context, f provision.Filter) (provision.Page, e
 		}
 		afterTime, afterID = &t, id
 	}
-	rows, err := s.pool.Query(ctx, listReplications, string(f.State), f.AccountID, f.Ticket, afterTime, afterID, f.Limit+1)
+	states := make([]string, len(f.States))
+	for i, st := range f.States {
+		states[i] = string(st)
+	}
+	rows, err := s.pool.Query(ctx, listReplications, states, f.AccountID, f.Ticket, afterTime, afterID, f.Limit+1)
 	if err != nil {
 		return provision.Page{}, fmt.Errorf("list replications: %w", err)
 	}
@@ -331,126 +333,95 @@ func decodeCursor(c string) (time.Time, uuid.UUID, error) {
 	return time.UnixMicro(n), uid, nil
 }
 
-// cancel stops at once a request no worker holds (pending, or running but
-// waiting for its next attempt), and asks the worker holding a running
-// request to stop after its current step.
-var cancel = `WITH target AS (
-    SELECT id, (state = 'pending' OR lease_until IS NULL OR lease_until < now()) AS idle
-    FROM replications WHERE id = $1 AND state IN ('pending', 'running')
-    FOR UPDATE
+const (
+	selectForCancel = `SELECT state, lease_owner IS NOT NULL AND lease_until >= now() AS held
+FROM replications WHERE id = $1 FOR UPDATE`
+	requestCancel = `UPDATE replications SET cancel_requested = true, updated_at = now() WHERE id = $1
+RETURNING ` + replicationColumns
 )
-UPDATE replications r SET
-    state = CASE WHEN target.idle THEN 'cancelled'::replication_state ELSE r.state END,
-    finished_at = CASE WHEN target.idle THEN now() END,
-    cancel_requested = NOT target.idle,
-    lease_owner = CASE WHEN target.idle THEN NULL ELSE r.lease_owner END,
-    updated_at = now()
-FROM target WHERE r.id = target.id
-RETURNING ` + replicationColumnsOf("r")
 
-// Cancel cancels a pending request, or asks for a running one to stop
-// after its current step (CancelRequested). Any other state answers
-// *provision.StateError.
-func (s *Store) Cancel(ctx context.Context, id string) (provision.Replication, error) {
-	return s.transition(ctx, id, "cancel", cancel, func(r provision.Replication) string {
-		if r.State == provision.StateCancelled {
-			return "cancelled by caller"
-		}
-		return "cancel requested; stopping after the current step"
-	})
-}
-
-// retry resumes a failed request in the phase it failed in, from its first
-// unfinished step, with a fresh deadline.
-const retry = `UPDATE replications SET
-    state = CASE WHEN phase = 'deprovision' THEN 'deprovisioning'::replication_state ELSE 'running'::replication_state END,
-    finished_at = NULL, next_run_at = now(), phase_started_at = now(), attempt = 0, updated_at = now()
-WHERE id = $1 AND state = 'failed'
-RETURNING ` + replicationColumns
-
-// Retry resumes a failed request from its failed step.
-func (s *Store) Retry(ctx context.Context, id string) (provision.Replication, error) {
-	return s.transition(ctx, id, "retry", retry, func(provision.Replication) string { return "retry requested" })
-}
-
-// deprovision starts removing what a finished request added. A cancelled
-// request may have provisioned part of its documents before it stopped.
-const deprovision = `UPDATE replications SET
-    state = 'deprovisioning', phase = 'deprovision', finished_at = NULL, next_run_at = now(),
-    phase_started_at = now(), attempt = 0, last_error = NULL, current_step = '', updated_at = now()
-WHERE id = $1 AND state IN ('succeeded', 'failed', 'cancelled') AND NOT (state = 'failed' AND phase = 'deprovision')
-RETURNING ` + replicationColumns
-
-// Deprovision moves a succeeded, failed or cancelled request to
-// deprovisioning. A request already deprovisioning or deprovisioned is
-// returned unchanged, so the call is idempotent; a request whose removal
-// failed resumes it (as Retry does).
-func (s *Store) Deprovision(ctx context.Context, id string) (provision.Replication, error) {
-	r, err := s.Get(ctx, id)
-	if err != nil {
-		return r, err
-	}
-	switch {
-	case r.State == provision.StateDeprovisioning || r.State == provision.StateDeprovisioned:
-		return r, nil
-	case r.State == provision.StateFailed && r.Phase == provision.PhaseDeprovision:
-		return s.Retry(ctx, id)
-	}
-	return s.transition(ctx, id, "deprovision", deprovision, func(provision.Replication) string { return "deprovisioning requested" })
-}
-
-// transition runs one state-changing UPDATE on a request and records it in
-// the timeline; a request in a state the UPDATE does not accept answers
-// *provision.StateError naming the action.
-func (s *Store) transition(ctx context.Context, id, action, sql string, message func(provision.Replication) string) (provision.Replication, error) {
+// Cancel cancels at once a request no worker holds (pending, or running
+// but waiting for its next attempt), and asks the worker holding a running
+// request to stop after its current step (CancelRequested). Any other
+// state answers *provision.StateError.
+func (s *Store) Cancel(ctx context.Context, id, actor string) (provision.Replication, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return provision.Replication{}, provision.ErrNotFound
 	}
-	tx, err := s.pool.Begin(ctx)
+	var (
+		r provision.Replication
+		c *provision.Change
+	)
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		var (
+			state provision.State
+			held  bool
+		)
+		err := tx.QueryRow(ctx, selectForCancel, uid).Scan(&state, &held)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return provision.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock replication %s: %w", id, err)
+		}
+		if state != provision.StateRunning || !held {
+			ch, err := s.apply(ctx, tx, change{id: id, action: provision.ActionCancel, actor: actor, message: "cancelled by " + actor})
+			c, r = &ch, ch.Replication
+			return err
+		}
+		rows, err := tx.Query(ctx, requestCancel, uid)
+		if err != nil {
+			return fmt.Errorf("request cancel of %s: %w", id, err)
+		}
+		rs, err := collectReplications(rows)
+		if err != nil {
+			return fmt.Errorf("request cancel of %s: %w", id, err)
+		}
+		r = rs[0]
+		return appendEvent(ctx, tx, id, event{typ: provision.EventCancelRequested, actor: actor,
+			message: "cancel requested by " + actor + "; stopping after the current step"})
+	})
 	if err != nil {
-		return provision.Replication{}, fmt.Errorf("begin: %w", err)
+		return provision.Replication{}, err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	rows, err := tx.Query(ctx, sql, uid)
-	if err != nil {
-		return provision.Replication{}, fmt.Errorf("%s replication %s: %w", action, id, err)
+	if c != nil {
+		s.committed(*c)
 	}
-	rs, err := collectReplications(rows)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "replications_one_live_per_route" {
+	return r, nil
+}
+
+// Retry resumes a failed request from its failed step.
+func (s *Store) Retry(ctx context.Context, id, actor string) (provision.Replication, error) {
+	return s.applyNow(ctx, change{id: id, action: provision.ActionRetry, actor: actor, message: "retry requested by " + actor})
+}
+
+// Deprovision starts removing what a finished request added, or resumes a
+// removal that failed. A request already deprovisioning or deprovisioned is
+// returned unchanged, so the call is idempotent.
+func (s *Store) Deprovision(ctx context.Context, id, actor string) (provision.Replication, error) {
+	r, err := s.applyNow(ctx, change{id: id, action: provision.ActionDeprovision, actor: actor, message: "deprovisioning requested by " + actor})
+	var se *provision.StateError
+	switch {
+	case errors.As(err, &se) && (se.State == provision.StateDeprovisioning || se.State == provision.StateDeprovisioned):
+		return s.Get(ctx, id)
+	case isLiveRouteTaken(err):
 		// A cancelled request's route was taken by a newer request, whose
 		// documents would share names with this one's.
-		tx.Rollback(ctx) //nolint:errcheck // the transaction is aborted anyway
-		r, gerr := s.Get(ctx, id)
-		if gerr != nil {
-			return provision.Replication{}, gerr
-		}
-		return provision.Replication{}, s.duplicate(ctx, r.Spec)
-	}
-	if err != nil {
-		return provision.Replication{}, fmt.Errorf("%s replication %s: %w", action, id, err)
-	}
-	if len(rs) == 0 {
-		r, err := getReplication(ctx, tx, id)
+		r, err := s.Get(ctx, id)
 		if err != nil {
 			return provision.Replication{}, err
 		}
-		return provision.Replication{}, &provision.StateError{ID: id, State: r.State, Action: action}
+		return provision.Replication{}, s.duplicate(ctx, r.Spec)
 	}
-	r := rs[0]
-	if err := appendEvent(ctx, tx, r.ID, "state", r.State, "", message(r), nil); err != nil {
-		return provision.Replication{}, err
-	}
-	if r.State == provision.StateRunning || r.State == provision.StateDeprovisioning {
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", notifyChannel, r.ID); err != nil {
-			return provision.Replication{}, fmt.Errorf("notify workers: %w", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return provision.Replication{}, fmt.Errorf("commit: %w", err)
-	}
-	return r, nil
+	return r, err
+}
+
+// isLiveRouteTaken reports whether err is the unique index refusing a
+// second live request for one route.
+func isLiveRouteTaken(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "replications_one_live_per_route"
 }
 
 // CountByState returns how many requests are in each state.

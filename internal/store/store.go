@@ -7,36 +7,43 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/bucketbridge/bucketbridge/internal/provision"
 	"github.com/bucketbridge/bucketbridge/migrations"
 )
-
-// defaultMaxConns sizes the pool for the default 8 workers, each running up
-// to four steps at once that may each hold an advisory lock on a connection
-// of its own, plus the API. DATABASE_URL's pool_max_conns overrides it.
-const defaultMaxConns = 40
 
 // Store is the Postgres store; it is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
 	db   *sql.DB // the same pool seen through database/sql, for goose
 	mig  *goose.Provider
+	wake *notifier
+
+	hooks []Hook
+	after []func(provision.Change)
 }
 
-// Open connects to the database at url. It does not migrate.
-func Open(ctx context.Context, url string) (*Store, error) {
+// Open connects to the database at url, with a pool of at most maxConns
+// connections unless url sets pool_max_conns itself. It does not migrate.
+func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	if !strings.Contains(url, "pool_max_conns") {
-		cfg.MaxConns = defaultMaxConns
+	// pgxpool drops pool_max_conns from what it parsed; the connection
+	// parser keeps unknown settings, so it tells whether the URL set it.
+	conn, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if _, set := conn.RuntimeParams["pool_max_conns"]; !set && maxConns > 0 {
+		cfg.MaxConns = int32(min(maxConns, 1<<20))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -57,11 +64,15 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
-	return &Store{pool: pool, db: db, mig: mig}, nil
+	return &Store{pool: pool, db: db, mig: mig, wake: newNotifier(pool)}, nil
 }
+
+// MaxConns is the size of the connection pool.
+func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
 
 // Close releases every connection.
 func (s *Store) Close() {
+	s.wake.close()
 	s.db.Close()
 	s.pool.Close()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func spec(n int) provision.Spec {
 func TestMigrationsUpDownUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := store.Open(ctx, storetest.NewDatabase(t))
+	s, err := store.Open(ctx, storetest.NewDatabase(t), storetest.MaxConns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +56,9 @@ func TestCreateGetCancel(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := storetest.New(t)
-	r, replayed, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "alice"})
-	if err != nil || replayed {
-		t.Fatalf("Create = %v, %v", replayed, err)
+	r, replay, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "alice"})
+	if err != nil || replay != nil {
+		t.Fatalf("Create = %v, %v", replay, err)
 	}
 	if r.State != provision.StatePending || r.FinishedAt != nil {
 		t.Fatalf("new replication state %s finished %v", r.State, r.FinishedAt)
@@ -69,7 +70,7 @@ func TestCreateGetCancel(t *testing.T) {
 	if diff := cmp.Diff(r, got); diff != "" {
 		t.Fatalf("Get differs from Create (-want +got):\n%s", diff)
 	}
-	c, err := s.Cancel(ctx, r.ID)
+	c, err := s.Cancel(ctx, r.ID, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestCreateGetCancel(t *testing.T) {
 		t.Fatalf("cancelled: state %s finished %v", c.State, c.FinishedAt)
 	}
 	var se *provision.StateError
-	if _, err := s.Cancel(ctx, r.ID); !errors.As(err, &se) || se.State != provision.StateCancelled {
+	if _, err := s.Cancel(ctx, r.ID, "t"); !errors.As(err, &se) || se.State != provision.StateCancelled {
 		t.Fatalf("second cancel = %v, want StateError(cancelled)", err)
 	}
 	if _, err := s.Get(ctx, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, provision.ErrNotFound) {
@@ -128,7 +129,7 @@ func TestDeprovisioningACancelledRequestWhoseRouteWasReusedIsAConflict(t *testin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Cancel(ctx, old.ID); err != nil {
+	if _, err := s.Cancel(ctx, old.ID, "t"); err != nil {
 		t.Fatal(err)
 	}
 	newer, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "a"})
@@ -136,7 +137,7 @@ func TestDeprovisioningACancelledRequestWhoseRouteWasReusedIsAConflict(t *testin
 		t.Fatal(err)
 	}
 	var dup *provision.DuplicateError
-	if _, err := s.Deprovision(ctx, old.ID); !errors.As(err, &dup) || dup.ExistingID != newer.ID {
+	if _, err := s.Deprovision(ctx, old.ID, "t"); !errors.As(err, &dup) || dup.ExistingID != newer.ID {
 		t.Fatalf("deprovision the cancelled request = %v, want DuplicateError naming %s", err, newer.ID)
 	}
 }
@@ -158,7 +159,7 @@ func TestCancellingARequestWaitingToRetryCancelsItAtOnce(t *testing.T) {
 	if err := s.Fail(ctx, &c, retry); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Cancel(ctx, r.ID)
+	got, err := s.Cancel(ctx, r.ID, "t")
 	if err != nil || got.State != provision.StateCancelled || got.FinishedAt == nil {
 		t.Fatalf("cancel a request waiting an hour to retry = %s, %v; want cancelled now", got.State, err)
 	}
@@ -168,7 +169,10 @@ func TestCreateIdempotentUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := storetest.New(t)
-	in := provision.NewReplication{Spec: spec(1), RequestedBy: "jira", IdempotencyKey: "k1", RequestHash: []byte("h1")}
+	answer := func(r provision.Replication) (provision.Response, error) {
+		return provision.Response{Status: 202, Body: []byte("created " + r.ID)}, nil
+	}
+	in := provision.NewReplication{Spec: spec(1), RequestedBy: "jira", IdempotencyKey: "k1", RequestHash: []byte("h1"), Answer: answer}
 	const n = 8
 	var (
 		wg       sync.WaitGroup
@@ -179,16 +183,20 @@ func TestCreateIdempotentUnderConcurrency(t *testing.T) {
 	)
 	for range n {
 		wg.Go(func() {
-			r, replayed, err := s.Create(ctx, in)
+			r, replay, err := s.Create(ctx, in)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			switch {
+			case err != nil:
 				failures = append(failures, err)
-				return
-			}
-			ids[r.ID]++
-			if replayed {
+			case replay != nil:
 				replays++
+				ids[replay.ReplicationID]++
+				if want := "created " + replay.ReplicationID; string(replay.Body) != want || replay.Status != 202 {
+					failures = append(failures, fmt.Errorf("replayed %d %q, want 202 %q", replay.Status, replay.Body, want))
+				}
+			default:
+				ids[r.ID]++
 			}
 		})
 	}
@@ -212,8 +220,8 @@ func TestCreateIdempotentUnderConcurrency(t *testing.T) {
 	}
 	in.RequestedBy = "another caller"
 	in.Spec = spec(2)
-	if _, replayed, err := s.Create(ctx, in); err != nil || replayed {
-		t.Fatalf("same key from another caller = %v, %v; keys are per caller", replayed, err)
+	if _, replay, err := s.Create(ctx, in); err != nil || replay != nil {
+		t.Fatalf("same key from another caller = %v, %v; keys are per caller", replay, err)
 	}
 }
 
@@ -280,7 +288,7 @@ func TestListFilters(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if _, err := s.Cancel(ctx, r.ID); err != nil {
+			if _, err := s.Cancel(ctx, r.ID, "t"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -299,8 +307,9 @@ func TestListFilters(t *testing.T) {
 		want int
 	}{
 		{"all", provision.Filter{}, 6},
-		{"cancelled", provision.Filter{State: provision.StateCancelled}, 1},
-		{"pending", provision.Filter{State: provision.StatePending}, 5},
+		{"cancelled", provision.Filter{States: []provision.State{provision.StateCancelled}}, 1},
+		{"pending", provision.Filter{States: []provision.State{provision.StatePending}}, 5},
+		{"any of two states", provision.Filter{States: []provision.State{provision.StatePending, provision.StateCancelled}}, 6},
 		{"destination account matches every row", provision.Filter{AccountID: "222222222222"}, 6},
 		{"source account", provision.Filter{AccountID: "333333333333"}, 1},
 		{"ticket", provision.Filter{Ticket: "OPS-0"}, 2},
@@ -313,4 +322,35 @@ func TestListFilters(t *testing.T) {
 	if _, err := s.List(ctx, provision.Filter{Limit: 5, After: "not-a-cursor"}); !errors.Is(err, provision.ErrBadCursor) {
 		t.Errorf("bad cursor = %v", err)
 	}
+}
+
+func TestPoolSizeComesFromTheWorkersUnlessTheURLSetsIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := storetest.NewMigratedDatabase(t)
+	for _, tc := range []struct {
+		url  string
+		ask  int
+		want int
+	}{
+		{url, 57, 57},
+		{url + "&pool_max_conns=7", 57, 7},
+		{"host=127.0.0.1 user=postgres pool_max_conns=9 dbname=" + dbName(t, url), 57, 9},
+	} {
+		s, err := store.Open(ctx, tc.url, tc.ask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.MaxConns(); got != tc.want {
+			t.Errorf("Open(%q, %d).MaxConns() = %d, want %d", tc.url, tc.ask, got, tc.want)
+		}
+		s.Close()
+	}
+}
+
+func dbName(t *testing.T, url string) string {
+	t.Helper()
+	i := strings.LastIndex(url, "/")
+	name, _, _ := strings.Cut(url[i+1:], "?")
+	return name
 }

@@ -11,22 +11,6 @@ import (
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
-const insertEvent = `INSERT INTO replication_events (replication_id, type, state, step, message, detail)
-VALUES ($1, $2, $3, $4, $5, $6)`
-
-// appendEvent adds one entry to a request's timeline.
-func appendEvent(ctx context.Context, q querier, id, typ string, state provision.State, step, message string, detail []byte) error {
-	var st *string
-	if state != "" {
-		s := string(state)
-		st = &s
-	}
-	if _, err := q.Exec(ctx, insertEvent, id, typ, st, step, message, detail); err != nil {
-		return fmt.Errorf("append event to %s: %w", id, err)
-	}
-	return nil
-}
-
 const selectSteps = `SELECT phase, name, status, attempts, started_at, finished_at, changed, before, after, error
 FROM replication_steps WHERE replication_id = $1
 ORDER BY CASE phase WHEN 'provision' THEN 0 ELSE 1 END, COALESCE(started_at, updated_at), name`
@@ -47,76 +31,67 @@ type stepRow struct {
 // Steps returns every recorded step of a request, provisioning first, in the
 // order they started.
 func (s *Store) Steps(ctx context.Context, id string) ([]provision.Step, error) {
-	uid, err := uuid.Parse(id)
-	if err != nil {
-		return nil, provision.ErrNotFound
-	}
-	rows, err := s.pool.Query(ctx, selectSteps, uid)
-	if err != nil {
-		return nil, fmt.Errorf("list steps of %s: %w", id, err)
-	}
-	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[stepRow])
-	if err != nil {
-		return nil, fmt.Errorf("list steps of %s: %w", id, err)
-	}
-	if len(rs) == 0 {
-		// Nothing listed: tell an unknown request from one with none yet.
-		if _, err := s.Get(ctx, id); err != nil {
-			return nil, err
-		}
-	}
+	rs, err := timeline(ctx, s, id, "steps", selectSteps, pgx.RowToStructByName[stepRow])
 	out := make([]provision.Step, len(rs))
 	for i, r := range rs {
 		out[i] = provision.Step{
-			Phase: r.Phase, Name: r.Name, Status: r.Status, Attempts: r.Attempts,
+			Phase: provision.Phase(r.Phase), Name: r.Name, Status: provision.StepStatus(r.Status), Attempts: r.Attempts,
 			StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Changed: r.Changed,
 			Before: r.Before, After: r.After, Error: r.Error,
 		}
 	}
-	return out, nil
+	return out, err
 }
 
-const selectEvents = `SELECT id, at, type, COALESCE(state::text, '') AS state, step, message, detail
-FROM replication_events WHERE replication_id = $1 AND id > $2
-ORDER BY id`
+const selectEvents = `SELECT seq, at, type, COALESCE(state::text, '') AS state, step, actor, message, detail
+FROM replication_events WHERE replication_id = $1 AND seq > $2
+ORDER BY seq`
 
 type eventRow struct {
-	ID      int64
+	Seq     int64
 	At      time.Time
 	Type    string
 	State   string
 	Step    string
+	Actor   string
 	Message string
 	Detail  []byte
 }
 
-// Events returns a request's timeline entries after the event with id after
+// Events returns a request's timeline entries after the one numbered after
 // (0 for all), oldest first.
 func (s *Store) Events(ctx context.Context, id string, after int64) ([]provision.Event, error) {
+	rs, err := timeline(ctx, s, id, "events", selectEvents, pgx.RowToStructByName[eventRow], after)
+	out := make([]provision.Event, len(rs))
+	for i, r := range rs {
+		out[i] = provision.Event{
+			Seq: r.Seq, At: r.At, Type: provision.EventType(r.Type), State: provision.State(r.State),
+			Step: r.Step, Actor: r.Actor, Message: r.Message, Detail: r.Detail,
+		}
+	}
+	return out, err
+}
+
+// timeline lists the rows of one of a request's timelines (its steps or
+// its events). An empty list reads the request itself, to tell an unknown
+// id (provision.ErrNotFound) from a request with nothing listed yet.
+func timeline[T any](ctx context.Context, s *Store, id, what, sql string, scan pgx.RowToFunc[T], args ...any) ([]T, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return nil, provision.ErrNotFound
 	}
-	rows, err := s.pool.Query(ctx, selectEvents, uid, after)
+	rows, err := s.pool.Query(ctx, sql, append([]any{uid}, args...)...)
 	if err != nil {
-		return nil, fmt.Errorf("list events of %s: %w", id, err)
+		return nil, fmt.Errorf("list %s of %s: %w", what, id, err)
 	}
-	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[eventRow])
+	rs, err := pgx.CollectRows(rows, scan)
 	if err != nil {
-		return nil, fmt.Errorf("list events of %s: %w", id, err)
+		return nil, fmt.Errorf("list %s of %s: %w", what, id, err)
 	}
 	if len(rs) == 0 {
-		// Nothing listed: tell an unknown request from one with none yet.
 		if _, err := s.Get(ctx, id); err != nil {
 			return nil, err
 		}
 	}
-	out := make([]provision.Event, len(rs))
-	for i, r := range rs {
-		out[i] = provision.Event{
-			ID: r.ID, At: r.At, Type: r.Type, State: provision.State(r.State),
-			Step: r.Step, Message: r.Message, Detail: r.Detail,
-		}
-	}
-	return out, nil
+	return rs, nil
 }

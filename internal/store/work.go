@@ -19,7 +19,7 @@ import (
 // LOCKED lets many workers claim at once without blocking each other; an
 // expired lease (its worker died) makes a running request claimable again.
 const claimNext = `WITH next AS (
-    SELECT id, state AS old_state, lease_owner AS old_owner FROM replications
+    SELECT id, lease_owner AS old_owner FROM replications
     WHERE state IN ('pending', 'running', 'deprovisioning')
       AND next_run_at <= now()
       AND (lease_until IS NULL OR lease_until < now())
@@ -30,12 +30,11 @@ const claimNext = `WITH next AS (
 UPDATE replications r SET
     lease_owner = $1,
     lease_until = now() + $2 * interval '1 millisecond',
-    state = CASE WHEN r.state = 'pending' THEN 'running'::replication_state ELSE r.state END,
     -- Time spent queued does not count against the request deadline.
     phase_started_at = CASE WHEN r.state = 'pending' THEN now() ELSE r.phase_started_at END,
     updated_at = now()
 FROM next WHERE r.id = next.id
-RETURNING r.id, next.old_state::text, next.old_owner, r.phase, r.phase_started_at, r.facts, r.cancel_requested`
+RETURNING r.id, r.state, next.old_owner, r.phase_started_at, r.facts, r.cancel_requested`
 
 const selectDoneSteps = `SELECT name FROM replication_steps
 WHERE replication_id = $1 AND phase = $2 AND status IN ('succeeded', 'skipped')`
@@ -43,75 +42,84 @@ WHERE replication_id = $1 AND phase = $2 AND status IN ('succeeded', 'skipped')`
 const selectAttemptedSteps = `SELECT name FROM replication_steps
 WHERE replication_id = $1 AND phase = 'provision' AND attempts > 0 AND status <> 'skipped'`
 
-// Claim leases the next runnable request for owner.
+// Claim leases the next runnable request for owner; a pending one is
+// claimed through the lifecycle (pending → running).
 func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (provision.Claim, bool, error) {
-	var c provision.Claim
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return c, false, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-
 	var (
-		id       uuid.UUID
-		oldState string
-		oldOwner *string
-		phase    string
-		facts    []byte
+		c       provision.Claim
+		claimed *provision.Change
 	)
-	err = tx.QueryRow(ctx, claimNext, owner, lease.Milliseconds()).
-		Scan(&id, &oldState, &oldOwner, &phase, &c.PhaseStartedAt, &facts, &c.CancelRequested)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, false, nil
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var (
+			id       uuid.UUID
+			state    provision.State
+			oldOwner *string
+			facts    []byte
+		)
+		err := tx.QueryRow(ctx, claimNext, owner, lease.Milliseconds()).
+			Scan(&id, &state, &oldOwner, &c.PhaseStartedAt, &facts, &c.CancelRequested)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("claim replication: %w", err)
+		}
+		c.Owner = owner
+		if err := json.Unmarshal(facts, &c.Facts); err != nil {
+			return fmt.Errorf("decode facts of %s: %w", id, err)
+		}
+		actor := provision.WorkerActor(owner)
+		switch {
+		case state == provision.StatePending:
+			ch, err := s.apply(ctx, tx, change{id: id.String(), action: provision.ActionClaim, actor: actor, owner: owner,
+				message: "claimed by worker " + owner})
+			if err != nil {
+				return err
+			}
+			claimed, c.Replication = &ch, ch.Replication
+		case oldOwner != nil:
+			err = appendEvent(ctx, tx, id.String(), event{typ: provision.EventLease, actor: actor,
+				message: fmt.Sprintf("worker %s resumed it after worker %s's lease expired", owner, *oldOwner)})
+		}
+		if err != nil {
+			return err
+		}
+		if c.Replication.ID == "" {
+			if c.Replication, err = getReplication(ctx, tx, id.String()); err != nil {
+				return err
+			}
+		}
+		c.Phase = c.Replication.Phase
+		if c.Done, err = stepNames(ctx, tx, selectDoneSteps, id, c.Phase); err != nil {
+			return err
+		}
+		c.Attempted, err = stepNames(ctx, tx, selectAttemptedSteps, id)
+		return err
+	})
+	if err != nil || c.Owner == "" {
+		return provision.Claim{}, false, err
 	}
-	if err != nil {
-		return c, false, fmt.Errorf("claim replication: %w", err)
-	}
-	c.Owner, c.Phase = owner, provision.Phase(phase)
-	if err := json.Unmarshal(facts, &c.Facts); err != nil {
-		return c, false, fmt.Errorf("decode facts of %s: %w", id, err)
-	}
-	if c.Replication, err = getReplication(ctx, tx, id.String()); err != nil {
-		return c, false, err
-	}
-	rows, err := tx.Query(ctx, selectDoneSteps, id, phase)
-	if err != nil {
-		return c, false, fmt.Errorf("read steps of %s: %w", id, err)
-	}
-	done, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return c, false, fmt.Errorf("read steps of %s: %w", id, err)
-	}
-	c.Done = make(map[string]bool, len(done))
-	for _, name := range done {
-		c.Done[name] = true
-	}
-	rows, err = tx.Query(ctx, selectAttemptedSteps, id)
-	if err != nil {
-		return c, false, fmt.Errorf("read steps of %s: %w", id, err)
-	}
-	attempted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return c, false, fmt.Errorf("read steps of %s: %w", id, err)
-	}
-	c.Attempted = make(map[string]bool, len(attempted))
-	for _, name := range attempted {
-		c.Attempted[name] = true
-	}
-	switch {
-	case oldState == string(provision.StatePending):
-		err = appendEvent(ctx, tx, c.Replication.ID, "state", provision.StateRunning, "", "claimed by worker "+owner, nil)
-	case oldOwner != nil:
-		err = appendEvent(ctx, tx, c.Replication.ID, "lease", "", "",
-			fmt.Sprintf("worker %s resumed it after worker %s's lease expired", owner, *oldOwner), nil)
-	}
-	if err != nil {
-		return c, false, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return c, false, fmt.Errorf("commit: %w", err)
+	if claimed != nil {
+		s.committed(*claimed)
 	}
 	return c, true, nil
+}
+
+// stepNames runs a query listing step names and returns them as a set.
+func stepNames(ctx context.Context, tx pgx.Tx, sql string, args ...any) (map[string]bool, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read steps of %v: %w", args[0], err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read steps of %v: %w", args[0], err)
+	}
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return set, nil
 }
 
 const extendLease = `UPDATE replications SET lease_until = now() + $3 * interval '1 millisecond'
@@ -138,25 +146,16 @@ const fence = `UPDATE replications SET updated_at = now() WHERE id = $1 AND leas
 
 // fenced runs fn in a transaction that first proves c's lease is held.
 func (s *Store) fenced(ctx context.Context, c *provision.Claim, fn func(pgx.Tx) error) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	tag, err := tx.Exec(ctx, fence, c.Replication.ID, c.Owner)
-	if err != nil {
-		return fmt.Errorf("check lease on %s: %w", c.Replication.ID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return provision.ErrLeaseLost
-	}
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, fence, c.Replication.ID, c.Owner)
+		if err != nil {
+			return fmt.Errorf("check lease on %s: %w", c.Replication.ID, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return provision.ErrLeaseLost
+		}
+		return fn(tx)
+	})
 }
 
 const startStep = `INSERT INTO replication_steps (replication_id, phase, name, status, attempts, started_at)
@@ -199,18 +198,14 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 			nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error)); err != nil {
 			return fmt.Errorf("finish step %s of %s: %w", rec.Name, c.Replication.ID, err)
 		}
-		msg := rec.Name + " " + rec.Status
+		msg := rec.Name + " " + string(rec.Status)
 		if rec.Changed {
 			msg += " (changed)"
 		}
-		return appendEvent(ctx, tx, c.Replication.ID, "step", "", rec.Name, msg, nullJSON(rec.Error))
+		return appendEvent(ctx, tx, c.Replication.ID, event{typ: provision.EventStep, step: rec.Name,
+			actor: provision.WorkerActor(c.Owner), message: msg, detail: rec.Error})
 	})
 }
-
-const failPermanently = `UPDATE replications SET
-    state = 'failed', finished_at = now(), last_error = $2, current_step = $3, attempt = attempt + 1,
-    lease_owner = NULL, lease_until = NULL, cancel_requested = false
-WHERE id = $1`
 
 const reschedule = `UPDATE replications SET
     next_run_at = $2, last_error = $3, current_step = $4, attempt = attempt + 1, lease_owner = NULL, lease_until = NULL
@@ -219,45 +214,30 @@ WHERE id = $1`
 // Fail records a failed attempt: the request fails, or runs again at
 // f.RetryAt with its lease released.
 func (s *Store) Fail(ctx context.Context, c *provision.Claim, f provision.Failure) error {
+	if f.Permanent {
+		return s.finish(ctx, c, provision.ActionFail, "failed permanently", f.Problem, []byte(f.Problem), f.Step)
+	}
 	return s.fenced(ctx, c, func(tx pgx.Tx) error {
-		var err error
-		if f.Permanent {
-			_, err = tx.Exec(ctx, failPermanently, c.Replication.ID, []byte(f.Problem), f.Step)
-			if err == nil {
-				err = appendEvent(ctx, tx, c.Replication.ID, "state", provision.StateFailed, f.Step,
-					"failed permanently", f.Problem)
-			}
-		} else {
-			_, err = tx.Exec(ctx, reschedule, c.Replication.ID, f.RetryAt, []byte(f.Problem), f.Step)
-			if err == nil {
-				err = appendEvent(ctx, tx, c.Replication.ID, "retry", "", f.Step,
-					"will retry at "+f.RetryAt.UTC().Format(time.RFC3339), f.Problem)
-			}
-		}
-		if err != nil {
+		if _, err := tx.Exec(ctx, reschedule, c.Replication.ID, f.RetryAt, []byte(f.Problem), f.Step); err != nil {
 			return fmt.Errorf("record failure of %s: %w", c.Replication.ID, err)
 		}
-		return nil
+		return appendEvent(ctx, tx, c.Replication.ID, event{typ: provision.EventRetry, step: f.Step,
+			actor: provision.WorkerActor(c.Owner), message: "will retry at " + f.RetryAt.UTC().Format(time.RFC3339), detail: f.Problem})
 	})
 }
 
-const finish = `UPDATE replications SET
-    state = $2::replication_state, finished_at = now(), current_step = '',
-    last_error = CASE WHEN $2::replication_state = 'cancelled' THEN last_error END,
-    lease_owner = NULL, lease_until = NULL, cancel_requested = false
-WHERE id = $1`
+// Finish applies action (complete or cancel) to the claimed request, which
+// releases it.
+func (s *Store) Finish(ctx context.Context, c *provision.Claim, action provision.Action, message string) error {
+	return s.finish(ctx, c, action, message, nil)
+}
 
-// Finish moves the request to a terminal state and releases it.
-func (s *Store) Finish(ctx context.Context, c *provision.Claim, state provision.State, message string) error {
-	if !state.Terminal() {
-		return fmt.Errorf("finish %s in non-terminal state %s", c.Replication.ID, state)
-	}
-	return s.fenced(ctx, c, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, finish, c.Replication.ID, state); err != nil {
-			return fmt.Errorf("finish %s: %w", c.Replication.ID, err)
-		}
-		return appendEvent(ctx, tx, c.Replication.ID, "state", state, "", message, nil)
-	})
+// finish applies action to the claimed request; detail goes with the state
+// event, and args to the action's statement.
+func (s *Store) finish(ctx context.Context, c *provision.Claim, action provision.Action, message string, detail []byte, args ...any) error {
+	_, err := s.applyNow(ctx, change{id: c.Replication.ID, action: action, actor: provision.WorkerActor(c.Owner),
+		owner: c.Owner, message: message, detail: detail, args: args})
+	return err
 }
 
 // Release gives up c's lease so another worker may claim it at once.
@@ -307,45 +287,6 @@ func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
 		}
 		conn.Release()
 	}, nil
-}
-
-// Wake delivers a value whenever a request is created, retried or
-// deprovisioned (Postgres NOTIFY), until ctx ends. When the listening
-// connection fails it reconnects; the pool's polling covers the gap.
-func (s *Store) Wake(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	go func() {
-		for ctx.Err() == nil {
-			s.listen(ctx, ch)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}()
-	return ch
-}
-
-func (s *Store) listen(ctx context.Context, ch chan<- struct{}) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return
-	}
-	// The connection carries a LISTEN, so it never goes back to the pool.
-	pc := conn.Hijack()
-	defer pc.Close(context.Background())
-	if _, err := pc.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		return
-	}
-	for {
-		if _, err := pc.WaitForNotification(ctx); err != nil {
-			return
-		}
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func nullJSON(b json.RawMessage) []byte {

@@ -21,6 +21,10 @@ import (
 // DefaultURL is the database tests use when DATABASE_URL is not set.
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
+// MaxConns sizes each test store's connection pool for worker pools of a
+// few workers running steps that hold advisory locks.
+const MaxConns = 40
+
 // AdminURL is the database tests connect to for creating others.
 func AdminURL() string {
 	if u := os.Getenv("DATABASE_URL"); u != "" {
@@ -40,14 +44,19 @@ func NewDatabase(t testing.TB) string {
 // copied from a template that is migrated once per schema version.
 func New(t testing.TB) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	dbURL := createDatabase(t, template(t))
-	s, err := store.Open(ctx, dbURL)
+	s, err := store.Open(context.Background(), NewMigratedDatabase(t), MaxConns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// NewMigratedDatabase creates a database with every migration applied,
+// dropped when the test ends, and returns its URL.
+func NewMigratedDatabase(t testing.TB) string {
+	t.Helper()
+	return createDatabase(t, template(t))
 }
 
 func createDatabase(t testing.TB, from string) string {
@@ -99,7 +108,7 @@ func template(t testing.TB) string {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+building); err != nil {
 		t.Fatal(err)
 	}
-	s, err := store.Open(ctx, withDatabase(t, AdminURL(), building))
+	s, err := store.Open(ctx, withDatabase(t, AdminURL(), building), MaxConns)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,215 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/bucketbridge/bucketbridge/internal/policy"
+	"github.com/bucketbridge/bucketbridge/internal/provision"
+)
+
+// The JSON shapes of the API, written by hand so that the domain types can
+// change without changing the contract (openapi.yaml). One rule for empty
+// values in answers: a field that can be empty is always present, as null.
+
+// sideJSON is one end of a replication.
+type sideJSON struct {
+	AccountID string `json:"account_id"`
+	Region    string `json:"region"`
+	Bucket    string `json:"bucket"`
+	KMSKeyARN string `json:"kms_key_arn"`
+}
+
+func sideOf(s provision.Side) sideJSON {
+	return sideJSON{AccountID: s.AccountID, Region: s.Region, Bucket: s.Bucket, KMSKeyARN: s.KMSKeyARN}
+}
+
+func (s sideJSON) domain() provision.Side {
+	return provision.Side{AccountID: s.AccountID, Region: s.Region, Bucket: s.Bucket, KMSKeyARN: s.KMSKeyARN}
+}
+
+// ruleJSON holds the options of the replication rule. An empty prefix is a
+// value (the whole bucket), not an absence.
+type ruleJSON struct {
+	Prefix                  string `json:"prefix"`
+	DeleteMarkerReplication bool   `json:"delete_marker_replication"`
+	ReplicaModifications    bool   `json:"replica_modifications"`
+	StorageClass            string `json:"storage_class"`
+	ReplicationTimeControl  bool   `json:"replication_time_control"`
+}
+
+func ruleOf(r provision.Rule) ruleJSON {
+	return ruleJSON{Prefix: r.Prefix, DeleteMarkerReplication: r.DeleteMarkerReplication,
+		ReplicaModifications: r.ReplicaModifications, StorageClass: r.StorageClass, ReplicationTimeControl: r.ReplicationTimeControl}
+}
+
+func (r ruleJSON) domain() provision.Rule {
+	return provision.Rule{Prefix: r.Prefix, DeleteMarkerReplication: r.DeleteMarkerReplication,
+		ReplicaModifications: r.ReplicaModifications, StorageClass: r.StorageClass, ReplicationTimeControl: r.ReplicationTimeControl}
+}
+
+// specJSON is what a caller asks for.
+type specJSON struct {
+	Source           sideJSON `json:"source"`
+	Destination      sideJSON `json:"destination"`
+	Rule             ruleJSON `json:"rule"`
+	EnableVersioning bool     `json:"enable_versioning"`
+	Verify           bool     `json:"verify"`
+	Ticket           string   `json:"ticket"`
+	CallbackURL      string   `json:"callback_url"`
+}
+
+func (s specJSON) domain() provision.Spec {
+	return provision.Spec{Source: s.Source.domain(), Destination: s.Destination.domain(), Rule: s.Rule.domain(),
+		EnableVersioning: s.EnableVersioning, Verify: s.Verify, Ticket: s.Ticket, CallbackURL: s.CallbackURL}
+}
+
+// createBody is the body of POST /v1/replications; absent options take
+// their defaults.
+type createBody struct {
+	specJSON
+	DryRun bool `json:"dry_run"`
+}
+
+func newCreateBody() createBody {
+	return createBody{specJSON: specJSON{Verify: true, Rule: ruleJSON{StorageClass: provision.DefaultStorageClass}}}
+}
+
+// replicationJSON is a replication request as the API shows it.
+type replicationJSON struct {
+	ID               string          `json:"id"`
+	Source           sideJSON        `json:"source"`
+	Destination      sideJSON        `json:"destination"`
+	Rule             ruleJSON        `json:"rule"`
+	EnableVersioning bool            `json:"enable_versioning"`
+	Verify           bool            `json:"verify"`
+	Ticket           *string         `json:"ticket"`
+	CallbackURL      *string         `json:"callback_url"`
+	State            provision.State `json:"state"`
+	Phase            provision.Phase `json:"phase"`
+	CancelRequested  bool            `json:"cancel_requested"`
+	CurrentStep      *string         `json:"current_step"`
+	Attempt          int             `json:"attempt"`
+	LastError        json.RawMessage `json:"last_error"`
+	RequestedBy      string          `json:"requested_by"`
+	CreatedAt        time.Time       `json:"created_at"`
+	UpdatedAt        time.Time       `json:"updated_at"`
+	FinishedAt       *time.Time      `json:"finished_at"`
+	Cloud            string          `json:"cloud"`
+	Links            links           `json:"links"`
+}
+
+type links struct {
+	Self   string `json:"self"`
+	Steps  string `json:"steps"`
+	Events string `json:"events"`
+}
+
+func replicationPath(id string) string { return "/v1/replications/" + id }
+
+// replicationOf renders r; cloud says which AWS the workers talk to.
+func replicationOf(r provision.Replication, cloud string) replicationJSON {
+	self := replicationPath(r.ID)
+	return replicationJSON{
+		ID: r.ID, Source: sideOf(r.Source), Destination: sideOf(r.Destination), Rule: ruleOf(r.Rule),
+		EnableVersioning: r.EnableVersioning, Verify: r.Verify,
+		Ticket: orNull(r.Ticket), CallbackURL: orNull(r.CallbackURL),
+		State: r.State, Phase: r.Phase, CancelRequested: r.CancelRequested, CurrentStep: orNull(r.CurrentStep),
+		Attempt: r.Attempt, LastError: r.LastError, RequestedBy: r.RequestedBy,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt,
+		Cloud: cloud, Links: links{Self: self, Steps: self + "/steps", Events: self + "/events"},
+	}
+}
+
+// stepJSON is the record of one step.
+type stepJSON struct {
+	Phase      provision.Phase      `json:"phase"`
+	Name       string               `json:"name"`
+	Status     provision.StepStatus `json:"status"`
+	Attempts   int                  `json:"attempts"`
+	StartedAt  *time.Time           `json:"started_at"`
+	FinishedAt *time.Time           `json:"finished_at"`
+	Changed    bool                 `json:"changed"`
+	Before     json.RawMessage      `json:"before"`
+	After      json.RawMessage      `json:"after"`
+	Error      json.RawMessage      `json:"error"`
+}
+
+func stepOf(s provision.Step) stepJSON {
+	return stepJSON{Phase: s.Phase, Name: s.Name, Status: s.Status, Attempts: s.Attempts,
+		StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Changed: s.Changed, Before: s.Before, After: s.After, Error: s.Error}
+}
+
+// eventJSON is one entry of a request's timeline; its id counts the
+// request's events from 1.
+type eventJSON struct {
+	ID      int64               `json:"id"`
+	At      time.Time           `json:"at"`
+	Type    provision.EventType `json:"type"`
+	State   *string             `json:"state"`
+	Step    *string             `json:"step"`
+	Actor   string              `json:"actor"`
+	Message string              `json:"message"`
+	Detail  json.RawMessage     `json:"detail"`
+}
+
+func eventOf(e provision.Event) eventJSON {
+	return eventJSON{ID: e.Seq, At: e.At, Type: e.Type, State: orNull(string(e.State)), Step: orNull(e.Step),
+		Actor: e.Actor, Message: e.Message, Detail: e.Detail}
+}
+
+// planJSON is the answer to a dry run: the documents a request would
+// apply. The documents themselves are AWS's JSON.
+type planJSON struct {
+	ReplicationRoleARN string        `json:"replication_role_arn"`
+	Documents          documentsJSON `json:"documents"`
+	Notes              []string      `json:"notes"`
+}
+
+type documentsJSON struct {
+	TrustPolicy                       policy.Document    `json:"trust_policy"`
+	RolePolicy                        namedPolicyJSON    `json:"role_policy"`
+	DestinationKeyPolicyStatement     policy.Statement   `json:"destination_key_policy_statement"`
+	DestinationBucketPolicyStatements []policy.Statement `json:"destination_bucket_policy_statements"`
+	// SourceKeyPolicyStatement is null when the source key delegates to
+	// its account's IAM.
+	SourceKeyPolicyStatement *policy.Statement      `json:"source_key_policy_statement"`
+	ReplicationRule          policy.ReplicationRule `json:"replication_rule"`
+}
+
+type namedPolicyJSON struct {
+	Name     string          `json:"name"`
+	Document policy.Document `json:"document"`
+}
+
+func planOf(p policy.Documents) planJSON {
+	d := p.Documents
+	return planJSON{
+		ReplicationRoleARN: p.ReplicationRoleARN,
+		Documents: documentsJSON{
+			TrustPolicy:                       d.TrustPolicy,
+			RolePolicy:                        namedPolicyJSON{Name: d.RolePolicy.Name, Document: d.RolePolicy.Document},
+			DestinationKeyPolicyStatement:     d.DestinationKeyPolicyStatement,
+			DestinationBucketPolicyStatements: d.DestinationBucketPolicyStatements,
+			SourceKeyPolicyStatement:          d.SourceKeyPolicyStatement,
+			ReplicationRule:                   d.ReplicationRule,
+		},
+		Notes: nonNil(p.Notes),
+	}
+}
+
+// orNull is s, or null when s is empty.
+func orNull(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](items []T) []T {
+	if items == nil {
+		return []T{}
+	}
+	return items
+}

@@ -1,0 +1,126 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// Groups splits a step table into its groups, in order.
+func Groups(steps []StepDef) [][]StepDef {
+	var out [][]StepDef
+	for i, s := range steps {
+		if i == 0 || s.Group != steps[i-1].Group {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], s)
+	}
+	return out
+}
+
+// StepOutcome is how one attempt of a step ended.
+type StepOutcome struct {
+	Def     StepDef
+	Result  Result
+	Err     error
+	Elapsed time.Duration
+}
+
+// Status is what the attempt's record says.
+func (o StepOutcome) Status() StepStatus {
+	switch {
+	case o.Err != nil:
+		return StepFailed
+	case o.Result.Skipped:
+		return StepSkipped
+	}
+	return StepSucceeded
+}
+
+// Recorder records the attempts of steps as they start and end.
+type Recorder interface {
+	// Started is called before an attempt; an error keeps the step from running.
+	Started(ctx context.Context, def StepDef) error
+	// Ended is called with each attempt's outcome; an error replaces the step's.
+	Ended(ctx context.Context, o StepOutcome) error
+}
+
+// RunGroup runs one attempt of each step of a group, concurrently, each
+// under its own timeout, recording each with rec (when not nil) as it
+// starts and ends. It returns the outcomes in group order.
+func RunGroup(ctx context.Context, run *Run, group []StepDef, rec Recorder) []StepOutcome {
+	out := make([]StepOutcome, len(group))
+	var wg sync.WaitGroup
+	for i, def := range group {
+		wg.Go(func() {
+			if rec != nil {
+				if err := rec.Started(ctx, def); err != nil {
+					out[i] = StepOutcome{Def: def, Err: err}
+					return
+				}
+			}
+			o := attempt(ctx, run, def)
+			if rec != nil {
+				if err := rec.Ended(ctx, o); err != nil {
+					o.Err = err
+				}
+			}
+			out[i] = o
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// attempt runs one attempt of a step.
+func attempt(ctx context.Context, run *Run, def StepDef) (o StepOutcome) {
+	cfg := run.Config.withDefaults()
+	timeout := cfg.StepTimeout
+	if def.TimeoutFunc != nil {
+		timeout = def.TimeoutFunc(cfg)
+	}
+	stepCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := run.now()
+	o.Def = def
+	defer func() {
+		if v := recover(); v != nil {
+			run.logger().ErrorContext(ctx, "step panicked", "step", def.Name, "replication_id", run.Replication.ID,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			o.Err = Permanent(fmt.Sprintf("step %s crashed; this is a bug in bucketbridge (the server log has the details)", def.Name), nil)
+		}
+		o.Elapsed = run.now().Sub(start)
+	}()
+	o.Result, o.Err = def.Run(stepCtx, run)
+	if o.Err != nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		o.Err = fmt.Errorf("step %s timed out after %s: %w", def.Name, timeout, o.Err)
+	}
+	return o
+}
+
+// decisive picks the outcome that decides a group's fate: a lost lease,
+// then a permanent failure, then any other failure; ok is false when every
+// step succeeded.
+func decisive(outcomes []StepOutcome) (o StepOutcome, ok bool) {
+	rank := func(err error) int {
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, ErrLeaseLost):
+			return 3
+		case IsPermanent(err):
+			return 2
+		}
+		return 1
+	}
+	best := 0
+	for _, c := range outcomes {
+		if r := rank(c.Err); r > best {
+			o, best = c, r
+		}
+	}
+	return o, best > 0
+}

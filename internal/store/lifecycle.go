@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bucketbridge/bucketbridge/internal/provision"
+)
+
+// Hook runs inside the transaction of every applied transition, after the
+// state and its event are written; an error rolls the transition back, so
+// what a hook writes (a callback's outbox row) exists exactly when the
+// transition does.
+type Hook func(ctx context.Context, tx pgx.Tx, c provision.Change) error
+
+// OnTransition adds h to the hooks of every transition, in order. Call it
+// before the store is used.
+func (s *Store) OnTransition(h Hook) { s.hooks = append(s.hooks, h) }
+
+// AfterTransition adds fn to what runs once a transition has committed
+// (metrics). Call it before the store is used.
+func (s *Store) AfterTransition(fn func(provision.Change)) { s.after = append(s.after, fn) }
+
+// enter holds, for each action, the UPDATE that moves a request into the
+// state the lifecycle gives it ($2) and sets what that state needs; $3 on
+// are the action's own arguments. apply checks the transition first and
+// the database trigger checks it again.
+var enter = map[provision.Action]string{
+	// The claim query has set the lease and started the phase's clock.
+	provision.ActionClaim: `UPDATE replications SET state = $2, updated_at = now() WHERE id = $1`,
+	provision.ActionComplete: `UPDATE replications SET state = $2, finished_at = now(), current_step = '',
+    last_error = NULL, lease_owner = NULL, lease_until = NULL, cancel_requested = false, updated_at = now()
+WHERE id = $1`,
+	// $3 is the problem, $4 the step that failed.
+	provision.ActionFail: `UPDATE replications SET state = $2, finished_at = now(), last_error = $3,
+    current_step = $4, attempt = attempt + 1, lease_owner = NULL, lease_until = NULL,
+    cancel_requested = false, updated_at = now()
+WHERE id = $1`,
+	provision.ActionCancel: `UPDATE replications SET state = $2, finished_at = now(),
+    lease_owner = NULL, lease_until = NULL, cancel_requested = false, updated_at = now()
+WHERE id = $1`,
+	// A retried request resumes its phase from the first unfinished step,
+	// with a fresh deadline.
+	provision.ActionRetry: `UPDATE replications SET state = $2, finished_at = NULL, next_run_at = now(),
+    phase_started_at = now(), attempt = 0, updated_at = now()
+WHERE id = $1`,
+	provision.ActionDeprovision: `UPDATE replications SET state = $2, finished_at = NULL, next_run_at = now(),
+    phase_started_at = now(), attempt = 0, last_error = NULL, current_step = '', updated_at = now()
+WHERE id = $1`,
+}
+
+// change is one transition to apply.
+type change struct {
+	id     string
+	action provision.Action
+	actor  string
+	// owner, when set, fences the change: it applies only while owner
+	// holds the request's lease (provision.ErrLeaseLost otherwise).
+	owner   string
+	message string
+	detail  []byte
+	// args are the action's own arguments of its enter statement.
+	args []any
+}
+
+const lockForTransition = `SELECT state, lease_owner FROM replications WHERE id = $1 FOR UPDATE`
+
+// apply is the one way a request changes state. In tx it locks the row,
+// checks the transition against provision.Transitions, writes the new
+// state, appends the state event with its actor and runs the hooks. A
+// transition the lifecycle lacks answers *provision.StateError.
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, ch change) (provision.Change, error) {
+	uid, err := uuid.Parse(ch.id)
+	if err != nil {
+		return provision.Change{}, provision.ErrNotFound
+	}
+	var (
+		from  provision.State
+		owner *string
+	)
+	err = tx.QueryRow(ctx, lockForTransition, uid).Scan(&from, &owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return provision.Change{}, provision.ErrNotFound
+	}
+	if err != nil {
+		return provision.Change{}, fmt.Errorf("lock replication %s: %w", ch.id, err)
+	}
+	if ch.owner != "" && (owner == nil || *owner != ch.owner) {
+		return provision.Change{}, provision.ErrLeaseLost
+	}
+	to, ok := provision.Next(from, ch.action)
+	if !ok {
+		return provision.Change{}, &provision.StateError{ID: ch.id, State: from, Action: string(ch.action)}
+	}
+	rows, err := tx.Query(ctx, enter[ch.action]+" RETURNING "+replicationColumns, append([]any{uid, to}, ch.args...)...)
+	if err != nil {
+		return provision.Change{}, fmt.Errorf("%s replication %s: %w", ch.action, ch.id, err)
+	}
+	rs, err := collectReplications(rows)
+	if err != nil {
+		return provision.Change{}, fmt.Errorf("%s replication %s: %w", ch.action, ch.id, err)
+	}
+	c := provision.Change{Transition: provision.Transition{From: from, Action: ch.action, To: to}, Actor: ch.actor, Replication: rs[0]}
+	return c, s.record(ctx, tx, c, ch.message, ch.detail)
+}
+
+// record appends a transition's state event and runs the hooks.
+func (s *Store) record(ctx context.Context, tx pgx.Tx, c provision.Change, message string, detail []byte) error {
+	ev := event{typ: provision.EventState, state: c.To, actor: c.Actor, message: message, detail: detail}
+	if err := appendEvent(ctx, tx, c.Replication.ID, ev); err != nil {
+		return err
+	}
+	for _, h := range s.hooks {
+		if err := h(ctx, tx, c); err != nil {
+			return fmt.Errorf("%s replication %s: %w", c.Action, c.Replication.ID, err)
+		}
+	}
+	return nil
+}
+
+// committed runs what follows a committed transition: observers, and
+// waking workers when the request became runnable.
+func (s *Store) committed(c provision.Change) {
+	for _, fn := range s.after {
+		fn(c)
+	}
+	switch c.To {
+	case provision.StatePending, provision.StateRunning, provision.StateDeprovisioning:
+		if c.Action != provision.ActionClaim {
+			s.wake.Notify()
+		}
+	}
+}
+
+// applyNow applies one transition in a transaction of its own.
+func (s *Store) applyNow(ctx context.Context, ch change) (provision.Replication, error) {
+	var c provision.Change
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		c, err = s.apply(ctx, tx, ch)
+		return err
+	})
+	if err != nil {
+		return provision.Replication{}, err
+	}
+	s.committed(c)
+	return c.Replication, nil
+}
+
+// inTx runs fn in a transaction, committing when it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// event is one timeline entry to append.
+type event struct {
+	typ     provision.EventType
+	state   provision.State
+	step    string
+	actor   string
+	message string
+	detail  []byte
+}
+
+// insertEvent numbers the event from the request's own counter, which also
+// serializes appends to one request's timeline.
+const insertEvent = `WITH n AS (
+    UPDATE replications SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq
+)
+INSERT INTO replication_events (replication_id, seq, type, state, step, actor, message, detail)
+SELECT $1, n.event_seq, $2, $3, $4, $5, $6, $7 FROM n`
+
+// appendEvent adds one entry to a request's timeline.
+func appendEvent(ctx context.Context, q querier, id string, e event) error {
+	var state *provision.State
+	if e.state != "" {
+		state = &e.state
+	}
+	if _, err := q.Exec(ctx, insertEvent, id, e.typ, state, e.step, e.actor, e.message, nullJSON(e.detail)); err != nil {
+		return fmt.Errorf("append event to %s: %w", id, err)
+	}
+	return nil
+}
