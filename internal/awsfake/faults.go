@@ -118,9 +118,9 @@ func (f *Faults) LoseResponse(ops string, n int) *Faults {
 // invisible to S3 and KMS for d after their creation, as IAM's eventual
 // consistency does on AWS (IAM User Guide, "Troubleshooting IAM": "changes
 // ... can take time to become visible"). While a role is invisible,
-// PutBucketReplication naming it answers InvalidRequest, PutKeyPolicy and
-// PutBucketPolicy naming it answer with the invalid-principal error, and
-// replication through it fails. IAM itself sees the role at once.
+// PutKeyPolicy and PutBucketPolicy naming it answer with the
+// invalid-principal error, and replication through it fails. IAM itself
+// sees the role at once.
 func (f *Faults) RoleInvisibleFor(d time.Duration) *Faults {
 	f.c.mu.Lock()
 	defer f.c.mu.Unlock()

@@ -278,10 +278,11 @@ func (s *S3) GetBucketReplication(ctx context.Context, in *s3.GetBucketReplicati
 
 // PutBucketReplication replaces the bucket's replication configuration
 // after S3's checks: versioning Enabled on the bucket ("Versioning must be
-// 'Enabled' on the bucket to apply a replication configuration"), a role
-// S3 can see (InvalidRequest while a new role is invisible), destinations
-// that exist with versioning, and the rule grammar of the V2 schema. Like
-// S3 it checks neither the role's permissions nor the KMS keys.
+// 'Enabled' on the bucket to apply a replication configuration"),
+// destinations that exist with versioning, and the rule grammar of the V2
+// schema. Like S3 it checks neither the role (its existence or permissions:
+// a role IAM has not propagated fails replication later, not this call)
+// nor the KMS keys.
 func (s *S3) PutBucketReplication(ctx context.Context, in *s3.PutBucketReplicationInput, _ ...func(*s3.Options)) (*s3.PutBucketReplicationOutput, error) {
 	return do(ctx, s.c, s.caller, svcS3, "PutBucketReplication", func() (*s3.PutBucketReplicationOutput, error) {
 		b, err := s.bucketLocked(aws.ToString(in.Bucket), in.ExpectedBucketOwner, "s3:PutReplicationConfiguration", "", false)
@@ -302,9 +303,6 @@ func (c *Cloud) checkReplicationLocked(b *bucket, rc *s3types.ReplicationConfigu
 	}
 	if rc == nil || len(rc.Rules) == 0 || len(rc.Rules) > 1000 {
 		return malformedXML()
-	}
-	if _, ok := c.roleVisibleLocked(aws.ToString(rc.Role)); !ok {
-		return invalidRequest("Invalid principal in policy")
 	}
 	ids := map[string]bool{}
 	prios := map[int32]bool{}

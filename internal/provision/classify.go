@@ -29,8 +29,8 @@ const DefaultPropagationTimeout = 2 * time.Minute
 // fresh role or versioning change propagates.
 const propagationRetryDelay = 5 * time.Second
 
-// notFoundCodes are the AWS error codes that mean "there is no such thing"
-// (DESIGN §10): S3 answers HEAD requests with a bare 404 "NotFound".
+// notFoundCodes are the AWS error codes that mean "there is no such thing":
+// S3 answers HEAD requests with a bare 404 "NotFound".
 var notFoundCodes = map[string]bool{
 	"NoSuchBucket":                                   true,
 	"NotFound":                                       true,
@@ -41,13 +41,31 @@ var notFoundCodes = map[string]bool{
 	"NotFoundException":                              true,
 	"OwnershipControlsNotFoundError":                 true,
 	"ServerSideEncryptionConfigurationNotFoundError": true,
+	"ObjectLockConfigurationNotFoundError":           true,
 	"NoSuchKey":                                      true,
 	"NoSuchVersion":                                  true,
 }
 
-// IsNotFound reports whether err is AWS saying the bucket, policy,
-// configuration, role, key or object asked for does not exist.
+// notFound is an AWS answer that what a call asked for does not exist.
+type notFound struct {
+	call call
+	err  error
+}
+
+func (e *notFound) Error() string {
+	return fmt.Sprintf("account %s has no %s (%s answered %s)", e.call.Account, e.call.Resource, e.call.Action, errorCode(e.err))
+}
+func (e *notFound) Unwrap() error { return e.err }
+
+// IsNotFound reports whether err is AWS saying that the bucket, policy,
+// configuration, role, key or object asked for does not exist, as AWS
+// answered it or as classify passed it on.
 func IsNotFound(err error) bool {
+	var nf *notFound
+	return errors.As(err, &nf) || isNotFoundAnswer(err)
+}
+
+func isNotFoundAnswer(err error) bool {
 	if err == nil {
 		return false
 	}
@@ -57,6 +75,62 @@ func IsNotFound(err error) bool {
 	// HeadBucket and HeadObject answer a bodiless 404 that some SDK versions
 	// surface without a code.
 	return httpStatus(err) == http.StatusNotFound && errorCode(err) == ""
+}
+
+// notVisible is an AWS answer that may only mean a change has not
+// propagated yet: a principal S3, KMS or IAM does not know (a role created
+// seconds ago), or a bucket whose versioning S3 does not see enabled yet.
+type notVisible struct {
+	what string // "principal" or "versioning"
+	err  error
+}
+
+func (e *notVisible) Error() string { return e.what + " not visible: " + e.err.Error() }
+func (e *notVisible) Unwrap() error { return e.err }
+
+// notVisibleAnswers are the exact answers AWS gives for a change that may
+// still be propagating: code → message prefix (compared case-insensitively).
+//   - S3 PutBucketPolicy naming a role IAM has not propagated: MalformedPolicy
+//     "Invalid principal in policy"; IAM answers the same for trust policies
+//     (MalformedPolicyDocument). terraform-provider-aws retries exactly these
+//     within its IAM propagation timeout (internal/service/iam/role.go).
+//   - KMS PutKeyPolicy: MalformedPolicyDocumentException "Policy contains a
+//     statement with one or more invalid principals." (AWS CDK's
+//     bootstrapping guide describes it for roles that do not exist yet).
+//   - S3 PutBucketReplication right after versioning was enabled:
+//     InvalidRequest "Versioning must be 'Enabled' on the bucket …", which
+//     terraform-provider-aws retries within the same timeout
+//     (internal/service/s3/bucket_replication_configuration.go), and
+//     "Destination bucket must have versioning enabled."
+var notVisibleAnswers = []struct{ code, prefix, what string }{
+	{"MalformedPolicy", "invalid principal in policy", "principal"},
+	{"MalformedPolicyDocument", "invalid principal in policy", "principal"},
+	{"MalformedPolicyDocumentException", "invalid principal in policy", "principal"},
+	{"MalformedPolicyDocumentException", "policy contains a statement with one or more invalid principals", "principal"},
+	{"InvalidRequest", "versioning must be 'enabled' on the bucket", "versioning"},
+	{"InvalidRequest", "destination bucket must have versioning enabled", "versioning"},
+}
+
+func notVisibleKind(err error) string {
+	code, msg := errorCode(err), strings.ToLower(errorMessage(err))
+	for _, a := range notVisibleAnswers {
+		if code == a.code && strings.HasPrefix(msg, a.prefix) {
+			return a.what
+		}
+	}
+	return ""
+}
+
+// whilePropagating turns a classified "not visible yet" answer into a
+// Retry while the change it may be waiting for (made at since) propagates,
+// and leaves every other error as it is.
+func (r *Run) whilePropagating(err error, since *time.Time) error {
+	var nv *notVisible
+	if errors.As(err, &nv) && r.propagating(since) {
+		// The retry wraps AWS's answer, not the permanent error around it.
+		return Retry(propagationRetryDelay, fmt.Errorf("the %s change is not visible yet: %w", nv.what, nv.err))
+	}
+	return err
 }
 
 // errorCode returns the AWS error code of err, or "".
@@ -88,23 +162,6 @@ func httpStatus(err error) int {
 		return sre.HTTPStatusCode()
 	}
 	return 0
-}
-
-// IsPropagationError reports whether err is how S3, KMS or IAM reject a role
-// that IAM has not propagated yet: an "invalid principal" in a bucket or key
-// policy, or PutBucketReplication's InvalidRequest naming the role.
-func IsPropagationError(err error) bool {
-	if err == nil {
-		return false
-	}
-	msg := strings.ToLower(errorMessage(err))
-	switch errorCode(err) {
-	case "MalformedPolicyDocument", "MalformedPolicyDocumentException", "MalformedPolicy":
-		return strings.Contains(msg, "invalid principal")
-	case "InvalidRequest", "InvalidArgument":
-		return strings.Contains(msg, "principal") || strings.Contains(msg, "role")
-	}
-	return false
 }
 
 // propagating reports whether a change made at since may still be
@@ -178,10 +235,6 @@ var invalidCodes = map[string]bool{
 	"InvalidBucketState":                 true,
 	"InvalidArnException":                true,
 	"UnsupportedOperationException":      true,
-	"NoSuchBucket":                       true,
-	"NoSuchEntity":                       true,
-	"NoSuchEntityException":              true,
-	"NotFoundException":                  true,
 	"IllegalLocationConstraintException": true,
 	"PermanentRedirect":                  true,
 	"AuthorizationHeaderMalformed":       true,
@@ -191,23 +244,31 @@ var invalidCodes = map[string]bool{
 	"UnmodifiableEntityException":        true,
 }
 
-// classify turns an error of an AWS call (or of building a document for it)
-// into what the engine acts on: nil stays nil; a document over an AWS limit, a
-// denied call, refused credentials, an unusable key and a request AWS rejects
-// as invalid fail the request with a detail naming the account, the call and
-// what to check; everything else (throttling, 5xx, timeouts, lost
-// connections) is returned wrapped, for the engine to retry with backoff.
-// Eventual-consistency errors are decided by the caller before classify,
-// because only it knows whether the change may still be propagating.
+// credentialFailures are how the SDK says it found no usable credentials of
+// the service's own (aws/credential_cache.go and aws/signer/v4/middleware.go
+// of aws-sdk-go-v2); such an error carries no AWS error code.
+var credentialFailures = []string{"failed to refresh cached credentials", "failed to retrieve credentials"}
+
+// classify turns the error of an AWS call (or of building a document for
+// it) into what the steps and the engine act on. Whatever a caller checks
+// first, the outcome is one of:
+//   - nil, for nil;
+//   - a not-found answer (IsNotFound), which fails the request unless the
+//     caller expected the absence and handles it;
+//   - a "not visible yet" answer, which fails the request unless the caller
+//     just made the change it waits for (Run.whilePropagating);
+//   - any other *PermanentError, whose detail names the account, the call
+//     and what to fix: a document over an AWS limit, a denied call, refused
+//     or missing credentials, an unusable key, a request AWS rejects as
+//     invalid;
+//   - anything else, wrapped: throttling, 5xx, timeouts and lost
+//     connections, which the engine retries with backoff.
 func classify(err error, c call) error {
 	if err == nil {
 		return nil
 	}
-	if IsPermanent(err) {
-		return err
-	}
 	var re *RetryError
-	if errors.As(err, &re) {
+	if IsPermanent(err) || errors.As(err, &re) {
 		return err
 	}
 	var le *policy.LimitError
@@ -220,10 +281,23 @@ func classify(err error, c call) error {
 	}
 	code := errorCode(err)
 	status := httpStatus(err)
-	switch {
+	switch what := notVisibleKind(err); {
+	case isNotFoundAnswer(err):
+		nf := &notFound{call: c, err: err}
+		return Permanent(fmt.Sprintf("account %s answered that %s does not exist (%s, to %s): check that it exists and that its name and account are right",
+			c.Account, c.Resource, cmp.Or(code, "404"), c.Action), nf)
+	case what == "principal":
+		return Permanent(fmt.Sprintf("account %s rejected %s on %s because a principal is invalid (%s: %s): check that every role named in the document exists; a deleted role shows as an id starting with AROA",
+			c.Account, c.Action, c.Resource, code, errorMessage(err)), &notVisible{what: what, err: err})
+	case what == "versioning":
+		return Permanent(fmt.Sprintf("account %s refused %s on %s because versioning is not enabled (%s): enable versioning on the source and destination buckets (aws s3api put-bucket-versioning --bucket <bucket> --versioning-configuration Status=Enabled), or deprovision this request (DELETE it) and resubmit it with enable_versioning: true",
+			c.Account, c.Action, c.Resource, errorMessage(err)), &notVisible{what: what, err: err})
 	case credentialCodes[code]:
 		return Permanent(fmt.Sprintf("account %s rejected the credentials of %s on %s (%s): check the service's own credentials, that the provisioner role exists in account %s and that its trust policy lets the service assume it with the configured ExternalId",
 			c.Account, c.Action, c.Resource, code, c.Account), err)
+	case code == "" && containsAny(err.Error(), credentialFailures):
+		return Permanent(fmt.Sprintf("the service found no usable AWS credentials of its own for %s on %s in account %s: give it credentials through the SDK's default chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, or an instance or task role)",
+			c.Action, c.Resource, c.Account), err)
 	case deniedCodes[code] || (status == http.StatusForbidden && code != "ExpiredToken" && code != "RequestTimeTooSkewed"):
 		return Permanent(fmt.Sprintf("account %s denied %s on %s (%s): allow %s on %s in the provisioner role's policy in account %s, and check that no SCP, permissions boundary, bucket policy or key policy denies it (and, for a bucket, that account %s owns it)",
 			c.Account, c.Action, c.Resource, cmp.Or(code, "403"), c.Action, c.Resource, c.Account, c.Account), err)
@@ -234,4 +308,13 @@ func classify(err error, c call) error {
 		return Permanent(fmt.Sprintf("account %s rejected %s on %s (%s: %s)", c.Account, c.Action, c.Resource, code, errorMessage(err)), err)
 	}
 	return fmt.Errorf("%s on %s in account %s: %w", c.Action, c.Resource, c.Account, err)
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }

@@ -51,13 +51,13 @@ func TestClassify(t *testing.T) {
 		detail string
 	}{
 		{"s3 NoSuchBucket", sdkErr("S3", "GetBucketPolicy", 404, generic("NoSuchBucket", "The specified bucket does not exist")), []int{notFound, permanent}, ""},
-		{"s3 HeadBucket 404", sdkErr("S3", "HeadBucket", 404, &s3types.NotFound{}), []int{notFound}, ""},
-		{"s3 HeadBucket bare 404", sdkErr("S3", "HeadBucket", 404, errors.New("not found, status code: 404")), []int{notFound}, ""},
-		{"s3 NoSuchBucketPolicy", sdkErr("S3", "GetBucketPolicy", 404, generic("NoSuchBucketPolicy", "The bucket policy does not exist")), []int{notFound}, ""},
-		{"s3 ReplicationConfigurationNotFoundError", sdkErr("S3", "GetBucketReplication", 404, generic("ReplicationConfigurationNotFoundError", "The replication configuration was not found")), []int{notFound}, ""},
-		{"s3 OwnershipControlsNotFoundError", sdkErr("S3", "GetBucketOwnershipControls", 404, generic("OwnershipControlsNotFoundError", "")), []int{notFound}, ""},
-		{"s3 ServerSideEncryptionConfigurationNotFoundError", sdkErr("S3", "GetBucketEncryption", 404, generic("ServerSideEncryptionConfigurationNotFoundError", "")), []int{notFound}, ""},
-		{"s3 NoSuchKey", sdkErr("S3", "GetObject", 404, &s3types.NoSuchKey{}), []int{notFound, plain}, ""},
+		{"s3 HeadBucket 404", sdkErr("S3", "HeadBucket", 404, &s3types.NotFound{}), []int{notFound, permanent}, ""},
+		{"s3 HeadBucket bare 404", sdkErr("S3", "HeadBucket", 404, errors.New("not found, status code: 404")), []int{notFound, permanent}, ""},
+		{"s3 NoSuchBucketPolicy", sdkErr("S3", "GetBucketPolicy", 404, generic("NoSuchBucketPolicy", "The bucket policy does not exist")), []int{notFound, permanent}, ""},
+		{"s3 ReplicationConfigurationNotFoundError", sdkErr("S3", "GetBucketReplication", 404, generic("ReplicationConfigurationNotFoundError", "The replication configuration was not found")), []int{notFound, permanent}, ""},
+		{"s3 OwnershipControlsNotFoundError", sdkErr("S3", "GetBucketOwnershipControls", 404, generic("OwnershipControlsNotFoundError", "")), []int{notFound, permanent}, ""},
+		{"s3 ServerSideEncryptionConfigurationNotFoundError", sdkErr("S3", "GetBucketEncryption", 404, generic("ServerSideEncryptionConfigurationNotFoundError", "")), []int{notFound, permanent}, ""},
+		{"s3 NoSuchKey", sdkErr("S3", "GetObject", 404, &s3types.NoSuchKey{}), []int{notFound, permanent}, ""},
 		{"iam NoSuchEntity", sdkErr("IAM", "GetRole", 404, &iamtypes.NoSuchEntityException{Message: aws.String("The role with name x cannot be found.")}), []int{notFound, permanent}, ""},
 		{"kms NotFoundException", sdkErr("KMS", "DescribeKey", 400, &kmstypes.NotFoundException{Message: aws.String("Key does not exist")}), []int{notFound, permanent}, ""},
 
@@ -88,9 +88,12 @@ func TestClassify(t *testing.T) {
 		{"iam invalid principal", sdkErr("IAM", "UpdateAssumeRolePolicy", 400, &iamtypes.MalformedPolicyDocumentException{Message: aws.String("Invalid principal in policy: \"AWS\":\"arn:aws:iam::1:role/x\"")}), []int{permanent, propagation}, ""},
 		{"kms invalid principal", sdkErr("KMS", "PutKeyPolicy", 400, &kmstypes.MalformedPolicyDocumentException{Message: aws.String("Policy contains a statement with one or more invalid principals.")}), []int{permanent, propagation}, ""},
 		{"s3 invalid principal", sdkErr("S3", "PutBucketPolicy", 400, generic("MalformedPolicy", "Invalid principal in policy")), []int{permanent, propagation}, ""},
-		{"s3 replication role", sdkErr("S3", "PutBucketReplication", 400, generic("InvalidRequest", "Invalid principal in policy")), []int{permanent, propagation}, ""},
+		{"s3 replication InvalidRequest is not propagation", sdkErr("S3", "PutBucketReplication", 400, generic("InvalidRequest", "Invalid principal in policy")), []int{permanent}, ""},
+		{"an InvalidRequest naming a role is not propagation", sdkErr("S3", "PutBucketReplication", 400, generic("InvalidRequest", "The role arn:aws:iam::1:role/x is not valid")), []int{permanent}, ""},
+		{"s3 destination versioning", sdkErr("S3", "PutBucketReplication", 400, generic("InvalidRequest", "Destination bucket must have versioning enabled.")), []int{permanent, propagation}, "enable_versioning"},
+		{"missing credentials", &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole", Err: errors.New("get identity: get credentials: failed to refresh cached credentials, no EC2 IMDS role found")}, []int{permanent}, "no usable AWS credentials"},
 		{"s3 malformed policy", sdkErr("S3", "PutBucketPolicy", 400, generic("MalformedPolicy", "Policy has invalid resource")), []int{permanent}, "Policy has invalid resource"},
-		{"s3 versioning", sdkErr("S3", "PutBucketReplication", 400, generic("InvalidRequest", "Versioning must be 'Enabled' on the bucket to apply a replication configuration")), []int{permanent}, ""},
+		{"s3 versioning", sdkErr("S3", "PutBucketReplication", 400, generic("InvalidRequest", "Versioning must be 'Enabled' on the bucket to apply a replication configuration")), []int{permanent, propagation}, "enable_versioning"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,13 +106,15 @@ func TestClassify(t *testing.T) {
 				}
 				return false
 			}
-			if got := IsNotFound(tt.err); got != has(notFound) {
-				t.Errorf("IsNotFound = %v", got)
-			}
-			if got := IsPropagationError(tt.err); got != has(propagation) {
-				t.Errorf("IsPropagationError = %v", got)
-			}
 			got := classify(tt.err, c)
+			// Whichever a caller asks first, the answer is the same.
+			if IsNotFound(tt.err) != has(notFound) || IsNotFound(got) != has(notFound) {
+				t.Errorf("IsNotFound = %v before classify, %v after", IsNotFound(tt.err), IsNotFound(got))
+			}
+			var nv *notVisible
+			if errors.As(got, &nv) != has(propagation) {
+				t.Errorf("classify(%v) not visible = %v", tt.err, !has(propagation))
+			}
 			switch {
 			case got == nil:
 				t.Fatal("classify returned nil")
@@ -140,17 +145,17 @@ func TestPropagating(t *testing.T) {
 	if run.propagating(nil) || !run.propagating(&recent) || run.propagating(&old) {
 		t.Error("propagating disagrees with the propagation timeout")
 	}
-}
-
-func TestIsVersioningNotEnabled(t *testing.T) {
-	t.Parallel()
-	for msg, want := range map[string]bool{
-		"Versioning must be 'Enabled' on the bucket to apply a replication configuration": true,
-		"Destination bucket must have versioning enabled.":                                true,
-		"Invalid principal in policy":                                                     false,
-	} {
-		if got := isVersioningNotEnabled(sdkErr("S3", "PutBucketReplication", 400, generic("InvalidRequest", msg))); got != want {
-			t.Errorf("isVersioningNotEnabled(%q) = %v", msg, got)
-		}
+	c := call{Account: "222222222222", Action: "kms:PutKeyPolicy", Resource: "key"}
+	invalid := classify(sdkErr("KMS", "PutKeyPolicy", 400, &kmstypes.MalformedPolicyDocumentException{Message: aws.String("Policy contains a statement with one or more invalid principals.")}), c)
+	var re *RetryError
+	if err := run.whilePropagating(invalid, &recent); !errors.As(err, &re) {
+		t.Errorf("an invalid principal right after creating the role = %v, want Retry", err)
+	}
+	if err := run.whilePropagating(invalid, &old); !IsPermanent(err) || errors.As(err, &re) {
+		t.Errorf("an invalid principal long after creating the role = %v, want permanent", err)
+	}
+	denied := classify(sdkErr("KMS", "PutKeyPolicy", 400, generic("AccessDeniedException", "no")), c)
+	if err := run.whilePropagating(denied, &recent); errors.As(err, &re) {
+		t.Errorf("a denial right after creating the role = %v, want it left permanent", err)
 	}
 }

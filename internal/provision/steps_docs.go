@@ -18,17 +18,7 @@ import (
 // reject it as invalid until IAM has propagated it, so that is retried within
 // the propagation timeout; later it is a role that does not exist.
 func writeError(run *Run, err error, c call) error {
-	if err == nil {
-		return nil
-	}
-	if IsPropagationError(err) {
-		if run.propagating(run.Facts().RoleCreatedAt) {
-			return Retry(propagationRetryDelay, fmt.Errorf("%s on %s: the new role is not visible yet: %w", c.Action, c.Resource, err))
-		}
-		return Permanent(fmt.Sprintf("account %s rejected %s on %s because a principal is invalid (%s): check that role %s (and every other role named in the document) exists; bucketbridge did not create it in the last %s, so this is not IAM propagation",
-			c.Account, c.Action, c.Resource, errorMessage(err), input(run).RoleARN(), run.Config.withDefaults().PropagationTimeout), err)
-	}
-	return classify(err, c)
+	return run.whilePropagating(classify(err, c), run.Facts().RoleCreatedAt)
 }
 
 // keyPolicyChange is how key policy steps record what they did.

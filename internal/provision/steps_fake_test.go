@@ -555,7 +555,7 @@ func TestRoleInvisible(t *testing.T) {
 	if _, err := runPhase(ctx, run, steps[:6], 0); err != nil {
 		t.Fatalf("steps up to ensure_replication_role: %v", err)
 	}
-	for _, name := range []string{"put_replication_rule", "update_destination_key_policy", "update_destination_bucket_policy"} {
+	for _, name := range []string{"update_destination_key_policy", "update_destination_bucket_policy"} {
 		_, err := step(t, steps, name).Run(ctx, run)
 		var re *provision.RetryError
 		if !errors.As(err, &re) || re.After <= 0 {

@@ -12,17 +12,6 @@ import (
 	"github.com/bucketbridge/bucketbridge/internal/policy"
 )
 
-// isVersioningNotEnabled reports whether err is S3 refusing a replication
-// configuration because versioning is not (yet) seen as enabled on the source
-// or the destination bucket.
-func isVersioningNotEnabled(err error) bool {
-	if errorCode(err) != "InvalidRequest" {
-		return false
-	}
-	msg := strings.ToLower(errorMessage(err))
-	return strings.Contains(msg, "versioning must be") || strings.Contains(msg, "must have versioning enabled")
-}
-
 // roleNameOf returns the name of a role ARN without path.
 func roleNameOf(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
 
@@ -72,16 +61,9 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 		_, err = run.Source.S3.PutBucketReplication(ctx, &s3.PutBucketReplicationInput{
 			Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID), ReplicationConfiguration: sdk,
 		})
-		switch {
-		case err == nil:
-		case isVersioningNotEnabled(err):
-			if run.propagating(facts.VersioningEnabledAt) {
-				return Result{}, Retry(propagationRetryDelay, fmt.Errorf("put replication configuration on %s: versioning not visible yet: %w", side.Bucket, err))
-			}
-			return Result{}, Permanent(fmt.Sprintf("S3 refused the replication rule on %s because versioning is not enabled (%s): enable versioning on source bucket %s and destination bucket %s (aws s3api put-bucket-versioning --bucket <bucket> --versioning-configuration Status=Enabled) or deprovision this request (DELETE it) and resubmit it with enable_versioning: true",
-				side.Bucket, errorMessage(err), side.Bucket, run.Replication.Destination.Bucket), err)
-		default:
-			return Result{}, writeError(run, err, c)
+		if err != nil {
+			// Right after bucketbridge enabled versioning, S3 may not see it yet.
+			return Result{}, run.whilePropagating(classify(err, c), facts.VersioningEnabledAt)
 		}
 		got, err := readReplication(ctx, run.Source, side)
 		if err != nil {
