@@ -11,17 +11,29 @@ port="${port%%/*}"
 pidfile="${TMPDIR:-/tmp}/bucketbridge-moto-${port}.pid"
 
 pid="${1:-}"
+want="moto.server"
 if [ -z "$pid" ]; then
   if [ ! -f "$pidfile" ]; then
     echo "no moto started by this project's scripts is recorded for port $port; nothing stopped." >&2
     exit 0
   fi
   pid="$(cat "$pidfile")"
+  # A pid file may outlive its moto: the pid must still be a moto on this port.
+  want="moto.server .*-p $port\b"
 fi
-is_moto() { tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'moto.server'; }
+is_moto() { [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE "$want"; }
+# forget removes the pid files that record this pid, whichever port.
+forget() {
+  local f
+  for f in "${TMPDIR:-/tmp}"/bucketbridge-moto-*.pid; do
+    if [ -f "$f" ] && [ "$(cat "$f")" = "$pid" ]; then
+      rm -f "$f"
+    fi
+  done
+}
 if ! is_moto; then
   echo "moto (pid $pid) is no longer running; nothing stopped." >&2
-  [ -f "$pidfile" ] && [ "$(cat "$pidfile")" = "$pid" ] && rm -f "$pidfile"
+  forget
   exit 0
 fi
 kill -TERM "$pid"
@@ -34,5 +46,5 @@ done
 if is_moto; then
   kill -KILL "$pid"
 fi
-[ -f "$pidfile" ] && [ "$(cat "$pidfile")" = "$pid" ] && rm -f "$pidfile"
+forget
 echo "stopped moto (pid $pid)" >&2
