@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Makes sure Postgres answers at DATABASE_URL, starting the local cluster
 # (Debian's pg_ctlcluster) when nothing answers.
+#
+# When it starts the cluster it says so and, when BB_STARTED_FILE names a
+# file, appends "postgres <version> <cluster>" to it, so that
+# scripts/with-services.sh stops exactly the cluster it started. A Postgres
+# that already answers is left alone and recorded nowhere.
 set -euo pipefail
 url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 
@@ -13,8 +18,14 @@ if ! command -v pg_ctlcluster >/dev/null; then
   exit 1
 fi
 version="$(ls /etc/postgresql | sort -n | tail -n 1)"
-echo "starting Postgres cluster ${version}/main" >&2
-pg_ctlcluster --skip-systemctl-redirect "$version" main start </dev/null >/dev/null 2>&1 || true
+# pg_ctlcluster fails when the cluster already runs (answering elsewhere
+# than DATABASE_URL, or still starting): then it is not ours to stop.
+if pg_ctlcluster --skip-systemctl-redirect "$version" main start </dev/null >/dev/null 2>&1; then
+  echo "started Postgres cluster ${version}/main" >&2
+  if [ -n "${BB_STARTED_FILE:-}" ]; then
+    echo "postgres $version main" >>"$BB_STARTED_FILE"
+  fi
+fi
 for _ in $(seq 1 60); do
   if pg_isready -q -d "$url" 2>/dev/null; then
     exit 0

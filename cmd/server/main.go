@@ -54,6 +54,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.WarnContext(ctx, "dev mode: BB_API_TOKENS is unset, so the API accepts the token "+devToken)
 	}
 
+	// A server without usable AWS credentials stops here, before it
+	// touches the database, instead of failing every request later.
+	if cfg.Cloud == "aws" && cfg.Workers > 0 {
+		if err := logIdentity(ctx, log); err != nil {
+			return err
+		}
+	}
+
 	steps := map[provision.Phase][]provision.StepDef{
 		provision.PhaseProvision:   provision.ProvisionSteps(),
 		provision.PhaseDeprovision: provision.DeprovisionSteps(),

@@ -50,10 +50,80 @@ const (
 const DemoDestinationPolicy = `{"Version":"2012-10-17","Statement":[{"Sid":"DenyInsecureTransport","Effect":"Deny","Principal":"*","Action":"s3:*",` +
 	`"Resource":["arn:aws:s3:::demo-destination","arn:aws:s3:::demo-destination/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}`
 
-// NewDemo returns a Cloud seeded with the demo world (see the Demo
-// constants); in both demo accounts the role provisionerRole (default
-// DefaultProvisionerRole) may be assumed by DemoServiceAccount with
-// externalID (default DefaultExternalID).
+// DemoWorld is the demo world as plain data: the accounts, keys and buckets
+// that NewDemo seeds into the in-memory AWS, and that a seeder can create
+// in an emulator such as moto through the SDK.
+type DemoWorld struct {
+	// ServiceAccount is the account of the service's own identity.
+	ServiceAccount string
+	// Accounts hold the keys and buckets; each gets the provisioner role.
+	Accounts []string
+	// Keys are customer-managed symmetric keys.
+	Keys []DemoKey
+	// Buckets refer to Keys by ARN for their default encryption.
+	Buckets []DemoBucket
+}
+
+// DemoKey is a customer-managed key of the demo world.
+type DemoKey struct {
+	// Name says what the key is for: "source" or "destination".
+	Name    string
+	Account string
+	Region  string
+	// ID is the key ID in the in-memory AWS; an emulator makes up its own.
+	ID          string
+	Description string
+	// Policy is the key policy.
+	Policy string
+}
+
+// ARN is the key's ARN in the in-memory AWS.
+func (k DemoKey) ARN() string {
+	return "arn:aws:kms:" + k.Region + ":" + k.Account + ":key/" + k.ID
+}
+
+// DemoBucket is a bucket of the demo world.
+type DemoBucket struct {
+	Account string
+	Region  string
+	Name    string
+	// Versioning is the versioning status ("" = never enabled).
+	Versioning s3types.BucketVersioningStatus
+	// KMSKey, when set, is the ARN (DemoKey.ARN) of the key of the bucket's
+	// default encryption, SSE-KMS; SSE-S3 otherwise.
+	KMSKey string
+	// Policy is the bucket policy ("" = none).
+	Policy          string
+	ObjectOwnership s3types.ObjectOwnership
+}
+
+// Demo returns the demo world (see the Demo constants).
+func Demo() DemoWorld {
+	return DemoWorld{
+		ServiceAccount: DemoServiceAccount,
+		Accounts:       []string{DemoSourceAccount, DemoDestinationAccount},
+		Keys: []DemoKey{
+			{Name: "source", Account: DemoSourceAccount, Region: DemoSourceRegion, ID: "11111111-1111-4111-8111-111111111111",
+				Description: "demo source key", Policy: DefaultKeyPolicy(DemoSourceAccount)},
+			{Name: "destination", Account: DemoDestinationAccount, Region: DemoDestinationRegion, ID: "22222222-2222-4222-8222-222222222222",
+				Description: "demo destination key", Policy: DefaultKeyPolicy(DemoDestinationAccount)},
+		},
+		Buckets: []DemoBucket{
+			{Account: DemoSourceAccount, Region: DemoSourceRegion, Name: DemoSourceBucket,
+				Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceKey, ObjectOwnership: s3types.ObjectOwnershipBucketOwnerEnforced},
+			{Account: DemoDestinationAccount, Region: DemoDestinationRegion, Name: DemoDestinationBucket,
+				Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoDestinationKey, Policy: DemoDestinationPolicy,
+				ObjectOwnership: s3types.ObjectOwnershipBucketOwnerEnforced},
+			{Account: DemoDestinationAccount, Region: DemoDestinationRegion, Name: DemoUnversionedBucket,
+				ObjectOwnership: s3types.ObjectOwnershipBucketOwnerEnforced},
+		},
+	}
+}
+
+// NewDemo returns a Cloud seeded with the demo world (see Demo); in both
+// demo accounts the role provisionerRole (default DefaultProvisionerRole)
+// may be assumed by DemoServiceAccount with externalID (default
+// DefaultExternalID).
 func NewDemo(provisionerRole, externalID string) *Cloud {
 	c := New()
 	c.SeedDemo(provisionerRole, externalID)
@@ -65,16 +135,18 @@ func NewDemo(provisionerRole, externalID string) *Cloud {
 func (c *Cloud) SeedDemo(provisionerRole, externalID string) {
 	provisionerRole = cmp.Or(provisionerRole, DefaultProvisionerRole)
 	externalID = cmp.Or(externalID, DefaultExternalID)
-	for _, acct := range []string{DemoSourceAccount, DemoDestinationAccount} {
-		c.AddRole(acct, provisionerRole, ProvisionerTrustPolicy(DemoServiceAccount, externalID), nil)
+	w := Demo()
+	for _, acct := range w.Accounts {
+		c.AddRole(acct, provisionerRole, ProvisionerTrustPolicy(w.ServiceAccount, externalID), nil)
 	}
-	c.AddKey(DemoSourceAccount, DemoSourceRegion, KeyOptions{ID: "11111111-1111-4111-8111-111111111111", Description: "demo source key"})
-	c.AddKey(DemoDestinationAccount, DemoDestinationRegion, KeyOptions{ID: "22222222-2222-4222-8222-222222222222", Description: "demo destination key"})
-	must(c.AddBucket(DemoSourceAccount, DemoSourceRegion, DemoSourceBucket, BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceKey}))
-	must(c.AddBucket(DemoDestinationAccount, DemoDestinationRegion, DemoDestinationBucket, BucketOptions{
-		Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoDestinationKey, Policy: DemoDestinationPolicy,
-	}))
-	must(c.AddBucket(DemoDestinationAccount, DemoDestinationRegion, DemoUnversionedBucket, BucketOptions{}))
+	for _, k := range w.Keys {
+		c.AddKey(k.Account, k.Region, KeyOptions{ID: k.ID, Description: k.Description, Policy: k.Policy})
+	}
+	for _, b := range w.Buckets {
+		must(c.AddBucket(b.Account, b.Region, b.Name, BucketOptions{
+			Versioning: b.Versioning, KMSKey: b.KMSKey, Policy: b.Policy, ObjectOwnership: b.ObjectOwnership,
+		}))
+	}
 }
 
 func must(err error) {
