@@ -213,15 +213,19 @@ func TestNewGuardRefusesWhatItCannotRead(t *testing.T) {
 	}
 }
 
-// forgedAddresses are what a hostile or rebinding DNS server might answer
-// for a name that passed the create-time check.
-var forgedAddresses = []string{
-	"127.0.0.2", "::1", "::ffff:127.0.0.2", "::127.0.0.2", "0.0.0.0", "::",
-	"169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::",
-	"2001:db8::5efe:a9fe:a9fe", "fd00:ec2::254", "100.100.100.200", "169.254.1.1", "fe80::1",
-	"224.0.0.1", "ff02::1", "255.255.255.255", "240.0.0.1",
-	"10.0.0.1", "172.16.0.1", "192.168.0.1", "100.64.0.1", "fc00::1", "64:ff9b::a00:1",
-}
+// What a hostile or rebinding DNS server might answer for a name that
+// passed the create-time check: addresses refused even for a listed name,
+// and private ones, refused unless the name is listed.
+var (
+	alwaysRefusedAddresses = []string{
+		"127.0.0.2", "::1", "::ffff:127.0.0.2", "::127.0.0.2", "0.0.0.0", "::",
+		"169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::",
+		"2001:db8::5efe:a9fe:a9fe", "fd00:ec2::254", "100.100.100.200", "169.254.1.1", "fe80::1",
+		"224.0.0.1", "ff02::1", "255.255.255.255", "240.0.0.1",
+	}
+	privateAddresses = []string{"10.0.0.1", "172.16.0.1", "192.168.0.1", "100.64.0.1", "fc00::1", "64:ff9b::a00:1"}
+	forgedAddresses  = append(append([]string{}, alwaysRefusedAddresses...), privateAddresses...)
+)
 
 func TestDialRefusesForgedAddressesAfterResolving(t *testing.T) {
 	t.Parallel()
