@@ -65,9 +65,11 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 		TLSClientConfig:     cfg.TLSConfig,
 		ForceAttemptHTTP2:   true,
 		TLSHandshakeTimeout: cfg.Timeout,
-		MaxIdleConns:        64,
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
+		// The answer's headers count against the same budget as its body.
+		MaxResponseHeaderBytes: MaxResponseBody,
+		MaxIdleConns:           64,
+		MaxIdleConnsPerHost:    4,
+		IdleConnTimeout:        90 * time.Second,
 	}
 	client := &http.Client{
 		Transport: transport,
