@@ -31,12 +31,17 @@ const MaxURLLength = 2048
 //     the address and lies wholly inside the refused range: 127.0.0.1/32
 //     admits 127.0.0.1, but 0.0.0.0/0 admits no loopback address, and
 //     169.254.0.0/16 admits link-local addresses but not 169.254.169.254,
-//     which only 169.254.169.254/32 admits.
+//     which only 169.254.169.254/32 admits. An IPv4-mapped address
+//     (::ffff:a.b.c.d) is its IPv4 address; another IPv6 form that embeds
+//     one of these (IPv4-compatible, NAT64, 6to4, Teredo, ISATAP) is
+//     admitted only by a CIDR naming exactly that IPv6 address (/128).
 //   - Private (RFC 1918, fc00::/7) and carrier-grade NAT (100.64.0.0/10)
 //     addresses are refused unless a CIDR covers them or the URL's host name
 //     is on the allowlist: ticket systems usually live on private networks,
 //     and naming the host is how the operator says it may be called. A
-//     listed name admits private addresses only, never the ones above.
+//     listed name admits private addresses only, never the ones above. An
+//     IPv6 form embedding a private IPv4 address is admitted by a CIDR
+//     covering either of them, or by the listed name.
 //   - Every other address is public and allowed.
 //
 // URLs must use https; http is allowed for hosts on the allowlist (a listed
