@@ -126,7 +126,7 @@ func TestConcurrentEnqueuesNumberARequestsDeliveriesWithoutGaps(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.New(t)
 	r := withCallback(t, s, 1)
-	const n = 40
+	const n = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for range n {

@@ -419,10 +419,15 @@ func TestTwoReplicasDeliverEveryEventOnceAndInOrder(t *testing.T) {
 		rs[i] = f.request(t, i, rc.srv.URL+"/hook")
 	}
 	// Each request's events happen one after another, while other requests'
-	// events and the deliveries go on at the same time.
+	// events and the deliveries go on at the same time. (Eight at once
+	// keeps the connections this test needs well within Postgres's limit,
+	// which other tests share.)
 	var wg sync.WaitGroup
+	busy := make(chan struct{}, 8)
 	for _, r := range rs {
 		wg.Go(func() {
+			busy <- struct{}{}
+			defer func() { <-busy }()
 			for n := range events {
 				f.enqueue(t, r, types[n], n)
 			}
