@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -82,13 +83,12 @@ func (a *assumer) provider(accountID string) *aws.CredentialsCache {
 
 // retrieve returns current credentials for accountID, assuming the role when
 // the cached ones are missing or near expiry.
-func (a *assumer) retrieve(ctx context.Context, accountID string) (*aws.CredentialsCache, aws.Credentials, error) {
-	c := a.provider(accountID)
-	creds, err := c.Retrieve(ctx)
+func (a *assumer) retrieve(ctx context.Context, accountID string) (aws.Credentials, error) {
+	creds, err := a.provider(accountID).Retrieve(ctx)
 	if err != nil {
-		return nil, aws.Credentials{}, a.assumeError(accountID, err)
+		return aws.Credentials{}, a.assumeError(accountID, err)
 	}
-	return c, creds, nil
+	return creds, nil
 }
 
 // assumeError explains a failed AssumeRole: a denial means the role is
@@ -102,19 +102,10 @@ func (a *assumer) assumeError(accountID string, err error) error {
 	case code == "ValidationError" || code == "RegionDisabledException" || credentialCodes[code]:
 		return Permanent(fmt.Sprintf("cannot assume %s in account %s (%s): check BB_PROVISIONER_ROLE and the service's own credentials", arn, accountID, code), err)
 	}
-	return fmt.Errorf("assume %s: %w", arn, err)
+	return classify(err, call{Account: accountID, Action: "sts:AssumeRole", Resource: arn})
 }
 
 type accountRegion struct{ account, region string }
-
-// awsSessions opens sessions with the AWS SDK.
-type awsSessions struct {
-	cfg     aws.Config
-	assumer *assumer
-
-	mu       sync.Mutex
-	accounts map[accountRegion]*Account
-}
 
 // NewAWSSessions returns Sessions backed by aws-sdk-go-v2. cfg carries the
 // service's own credentials (config.LoadDefaultConfig: the SDK's default chain,
@@ -127,43 +118,31 @@ type awsSessions struct {
 func NewAWSSessions(cfg aws.Config, provisionerRole, externalID string) Sessions {
 	stsCfg := cfg.Copy()
 	stsCfg.Region = cmp.Or(stsCfg.Region, "us-east-1")
-	return &awsSessions{
-		cfg:      cfg,
-		assumer:  newAssumer(sts.NewFromConfig(stsCfg), provisionerRole, externalID),
-		accounts: map[accountRegion]*Account{},
-	}
+	return NewAssumingSessions(sts.NewFromConfig(stsCfg), sdkClients(cfg), provisionerRole, externalID)
 }
 
-// Account implements Sessions.
-func (s *awsSessions) Account(ctx context.Context, accountID, region string) (*Account, error) {
-	creds, _, err := s.assumer.retrieve(ctx, accountID)
-	if err != nil {
-		return nil, err
+// sdkClients builds an account's SDK clients from cfg and a session's
+// credentials.
+func sdkClients(base aws.Config) ClientsForFunc {
+	return func(creds ststypes.Credentials, region string) (*Account, error) {
+		cfg := base.Copy()
+		cfg.Region = region
+		cfg.Credentials = credentials.NewStaticCredentialsProvider(
+			aws.ToString(creds.AccessKeyId), aws.ToString(creds.SecretAccessKey), aws.ToString(creds.SessionToken))
+		pathStyle := cfg.BaseEndpoint != nil
+		return &Account{
+			STS: sts.NewFromConfig(cfg),
+			IAM: iam.NewFromConfig(cfg),
+			KMS: kms.NewFromConfig(cfg),
+			S3:  s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = o.UsePathStyle || pathStyle }),
+		}, nil
 	}
-	k := accountRegion{accountID, region}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if a, ok := s.accounts[k]; ok {
-		return a, nil
-	}
-	cfg := s.cfg.Copy()
-	cfg.Region = region
-	cfg.Credentials = creds
-	pathStyle := cfg.BaseEndpoint != nil
-	a := &Account{
-		ID:  accountID,
-		STS: sts.NewFromConfig(cfg),
-		IAM: iam.NewFromConfig(cfg),
-		KMS: kms.NewFromConfig(cfg),
-		S3:  s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = o.UsePathStyle || pathStyle }),
-	}
-	s.accounts[k] = a
-	return a, nil
 }
 
 // assumingSessions opens sessions through any AssumeRoler and turns the
-// credentials into clients with a ClientsForFunc: dev mode and tests use it
-// with the in-memory fake, so that a wrong ExternalId fails there too.
+// credentials into clients with a ClientsForFunc: the SDK's clients against
+// AWS, or the in-memory fake's in dev mode and tests, so that a wrong
+// ExternalId fails there too.
 type assumingSessions struct {
 	assumer    *assumer
 	clientsFor ClientsForFunc
@@ -179,8 +158,8 @@ type cachedAccount struct {
 
 // NewAssumingSessions returns Sessions that assume the provisioner role
 // through base (the service's own STS) with externalID, cache the credentials
-// per account until near expiry, and build each account's clients with
-// clientsFor, again whenever the credentials are renewed.
+// per account until near expiry, and build each account's clients (per
+// region) with clientsFor, again whenever the credentials are renewed.
 func NewAssumingSessions(base AssumeRoler, clientsFor ClientsForFunc, provisionerRole, externalID string) Sessions {
 	return &assumingSessions{
 		assumer:    newAssumer(base, provisionerRole, externalID),
@@ -191,7 +170,7 @@ func NewAssumingSessions(base AssumeRoler, clientsFor ClientsForFunc, provisione
 
 // Account implements Sessions.
 func (s *assumingSessions) Account(ctx context.Context, accountID, region string) (*Account, error) {
-	_, creds, err := s.assumer.retrieve(ctx, accountID)
+	creds, err := s.assumer.retrieve(ctx, accountID)
 	if err != nil {
 		return nil, err
 	}
