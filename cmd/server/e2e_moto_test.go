@@ -43,7 +43,7 @@ type motoAccount struct {
 // TestMotoEndToEnd runs the real product — run() with BB_CLOUD=aws, the HTTP
 // API, the worker pool and AssumeRole sessions — against moto: it provisions
 // a cross-account replication (verify off: moto does not replicate), reads
-// every document back with the SDK and compares it with DESIGN §10, then
+// every document back with the SDK and compares it with the documents of docs/ARCHITECTURE.md, then
 // deprovisions and checks that exactly what was added is gone.
 //
 // Not parallel: run() loads the AWS configuration from the process
@@ -79,7 +79,7 @@ func TestMotoEndToEnd(t *testing.T) {
 		t.Fatalf("put Y's bucket policy: %v", err)
 	}
 	keyA, keyB := motoGetKeyPolicy(t, ctx, a, ka), motoGetKeyPolicy(t, ctx, b, kb)
-	// DESIGN §10 drops the owner override when Y's Object Ownership is
+	// The documents drop the owner override when Y's Object Ownership is
 	// "bucket owner enforced"; read what moto reports instead of assuming.
 	ownerEnforced := false
 	if oc, err := b.s3.GetBucketOwnershipControls(ctx, &s3.GetBucketOwnershipControlsInput{Bucket: aws.String(y)}); err == nil {
@@ -115,7 +115,7 @@ func TestMotoEndToEnd(t *testing.T) {
 		}
 	}
 
-	// Every document, read back from moto, is DESIGN §10's.
+	// Every document, read back from moto, is as docs/ARCHITECTURE.md (The documents) describes.
 	roleName := policy.RoleName(x)
 	role := "arn:aws:iam::" + acctA + ":role/" + roleName
 	r, err := a.iam.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(roleName)})
@@ -161,7 +161,7 @@ func TestMotoEndToEnd(t *testing.T) {
 		t.Fatalf("get X's replication configuration: %v", err)
 	}
 	// moto reads back the rule's identity and destination as written, not
-	// its filter, delete-marker setting or selection criteria (MOTO.md).
+	// its filter, delete-marker setting or selection criteria (docs/ARCHITECTURE.md, Where moto differs from AWS).
 	cfg := rc.ReplicationConfiguration
 	if got := aws.ToString(cfg.Role); got != role || len(cfg.Rules) != 1 {
 		t.Fatalf("X's replication configuration has role %s and %d rules, want %s and 1", got, len(cfg.Rules), role)
@@ -305,7 +305,7 @@ func motoGetBucketPolicy(t *testing.T, ctx context.Context, a motoAccount, bucke
 	return mustPolicy(t, aws.ToString(out.Policy))
 }
 
-// wantE2ERolePolicy is DESIGN §10's inline policy for replicating X/P* into
+// wantE2ERolePolicy is as docs/ARCHITECTURE.md (The documents) describes inline policy for replicating X/P* into
 // Y/P*.
 func wantE2ERolePolicy(x, y, prefix, ka, kb string, ownerEnforced bool) string {
 	dstActions := `"s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"`
@@ -355,7 +355,7 @@ func checkPolicy(t *testing.T, what string, got policy.Document, want string) {
 	checkDocument(t, what, got, mustPolicy(t, want))
 }
 
-// checkDocument fails unless got grants exactly what want does (DESIGN §10,
+// checkDocument fails unless got grants exactly what want does (the documents of docs/ARCHITECTURE.md,
 // or the document as it was before bucketbridge touched it).
 func checkDocument(t *testing.T, what string, got, want policy.Document) {
 	t.Helper()

@@ -183,8 +183,19 @@ const (
 // StepStatuses lists every step status; the database allows exactly these.
 var StepStatuses = []StepStatus{StepRunning, StepSucceeded, StepFailed, StepSkipped}
 
-// Mermaid renders Transitions as a Mermaid state diagram; docs/ARCHITECTURE.md
-// holds it (go generate keeps it current).
+//go:generate go run ./statediagram ../../docs/ARCHITECTURE.md
+
+// The markers around the state diagram in docs/ARCHITECTURE.md, which go
+// generate rewrites from Transitions.
+const (
+	DiagramStart = "<!-- state diagram: generated from provision.Transitions by go generate ./internal/provision; do not edit -->"
+	DiagramEnd   = "<!-- end of state diagram -->"
+)
+
+// DiagramBlock is the Markdown that stands between the diagram's markers.
+func DiagramBlock() string { return "```mermaid\n" + Mermaid() + "```\n" }
+
+// Mermaid renders Transitions as a Mermaid state diagram.
 func Mermaid() string {
 	var b strings.Builder
 	b.WriteString("stateDiagram-v2\n")

@@ -1,6 +1,8 @@
 package provision
 
 import (
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -101,5 +103,17 @@ func TestWhatCallersAndWorkersMayDo(t *testing.T) {
 		if len(outOf(s)) == 0 && s != StateDeprovisioned {
 			t.Errorf("%s is a dead end", s)
 		}
+	}
+}
+
+func TestTheArchitectureDiagramIsTheTransitionTable(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../docs/ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DiagramStart + "\n" + DiagramBlock() + DiagramEnd
+	if !strings.Contains(string(b), want) {
+		t.Errorf("docs/ARCHITECTURE.md's state diagram is stale: run go generate ./internal/provision")
 	}
 }

@@ -24,11 +24,11 @@ import (
 )
 
 // These tests run the real step tables through the real worker pool, over
-// real Postgres and the fake AWS, under the faults DESIGN §9 names:
+// real Postgres and the fake AWS, under the faults a production run meets:
 // throttling and 5xx storms, IAM propagation, lost responses, a process
 // killed at every step boundary, many requests on one destination, cancel
 // and retry. Each ends with every document read back and compared with
-// DESIGN §10, counting bucketbridge's statements, principals and rules.
+// the documents of docs/ARCHITECTURE.md, counting bucketbridge's statements, principals and rules.
 
 // engineEnv is a demo world, its own database, and the pools running on it.
 type engineEnv struct {
@@ -191,7 +191,7 @@ func withoutOurs(d policy.Document) policy.Document {
 }
 
 // checkConverged reads back every document of a provisioned request from
-// the demo source into spec's destination and compares it with DESIGN §10;
+// the demo source into spec's destination and compares it with the documents of docs/ARCHITECTURE.md;
 // it also counts: one statement per Sid naming the role once, the foreign
 // statements once, one inline policy, one rule, no canary left behind.
 func (e *engineEnv) checkConverged(t *testing.T, id string, spec provision.Spec) {
@@ -244,7 +244,7 @@ func (e *engineEnv) checkConverged(t *testing.T, id string, spec provision.Spec)
 	if cfg == nil || len(cfg.Rules) != 1 || !policy.ReplicationEqual(*cfg, want) {
 		gb, _ := jsonMarshal(cfg)
 		wb, _ := jsonMarshal(want)
-		t.Errorf("replication of %s differs from DESIGN §10:\n got %s\nwant %s", src.Bucket, gb, wb)
+		t.Errorf("replication of %s differs from the documents of docs/ARCHITECTURE.md:\n got %s\nwant %s", src.Bucket, gb, wb)
 	}
 	e.checkNoCanary(t, spec)
 }

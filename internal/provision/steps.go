@@ -34,7 +34,7 @@ const (
 	StepDeleteRole                    = "delete_role"
 )
 
-// ProvisionSteps returns the provisioning steps of DESIGN §4 in order. Steps
+// ProvisionSteps returns the provisioning steps of docs/ARCHITECTURE.md (The steps) in order. Steps
 // of one Group touch different documents and run concurrently; the rule is
 // written only after the role policy and B's documents (Known traps: objects
 // written before the permissions exist fail and are never retried). The
@@ -128,7 +128,7 @@ type identity struct {
 }
 
 // resolveAccounts proves that the provisioner sessions act in the request's
-// accounts (DESIGN §4 step 1).
+// accounts (docs/ARCHITECTURE.md, The steps).
 func resolveAccounts(ctx context.Context, run *Run) (Result, error) {
 	after := map[string]identity{}
 	for _, side := range []struct {

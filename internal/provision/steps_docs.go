@@ -35,7 +35,7 @@ type bucketPolicyChange struct {
 }
 
 // updateDestinationKeyPolicy adds the role to bucketbridge's statement in KB's
-// key policy (DESIGN §10), keeping every other statement.
+// key policy (docs/ARCHITECTURE.md, The documents), keeping every other statement.
 func updateDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	in := input(run)
 	return editKeyPolicy(ctx, run, run.Destination, run.Replication.Destination, nil, func(d policy.Document) (policy.Document, error) {
@@ -119,7 +119,7 @@ func editKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, also
 }
 
 // updateDestinationBucketPolicy adds the role to bucketbridge's two statements
-// in Y's bucket policy (DESIGN §10), keeping every other statement.
+// in Y's bucket policy (docs/ARCHITECTURE.md, The documents), keeping every other statement.
 func updateDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) {
 	in := input(run)
 	return editBucketPolicy(ctx, run, run.Destination, run.Replication.Destination, nil, func(d policy.Document) (policy.Document, bool, error) {
@@ -146,7 +146,7 @@ func removeDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error
 // roleStillReplicates lists the replication role's inline policies, other
 // than this request's, that still grant replicating into dstBucket (any
 // bucket when dstBucket is ""). Requests from one source bucket share its
-// role (DESIGN §3), so a request into the same destination with another
+// role (docs/ARCHITECTURE.md, The documents), so a request into the same destination with another
 // prefix still needs the role in the destination's statements, and any
 // other request still needs it in the source key's. Callers hold the role's
 // lock: put_role_policy takes it too and runs before the statements are

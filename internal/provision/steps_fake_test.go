@@ -131,7 +131,7 @@ func (e *fakeEnv) replication(t *testing.T, account, region, bucket string) *pol
 }
 
 // TestProvisionDemo runs every step against the demo world: replication
-// works, every document is DESIGN §10's, a second run changes nothing, and
+// works, every document is as docs/ARCHITECTURE.md (The documents) describes, a second run changes nothing, and
 // deprovisioning removes exactly what was added.
 func TestProvisionDemo(t *testing.T) {
 	t.Parallel()
@@ -213,7 +213,7 @@ func TestProvisionDemo(t *testing.T) {
 }
 
 // checkDemoDocuments reads every document back from the demo world and
-// compares it with DESIGN §10, roles being the managed roles in B's statements.
+// compares it with the documents of docs/ARCHITECTURE.md, roles being the managed roles in B's statements.
 func (e *fakeEnv) checkDemoDocuments(t *testing.T, id string, roles []string) {
 	t.Helper()
 	ctx := context.Background()
@@ -258,7 +258,7 @@ func (e *fakeEnv) checkDemoDocuments(t *testing.T, id string, roles []string) {
 	if cfg == nil || !policy.ReplicationEqual(*cfg, want) {
 		gb, _ := jsonMarshal(cfg)
 		wb, _ := jsonMarshal(want)
-		t.Errorf("replication of demo-source differs from DESIGN §10:\n got %s\nwant %s", gb, wb)
+		t.Errorf("replication of demo-source differs from the documents of docs/ARCHITECTURE.md:\n got %s\nwant %s", gb, wb)
 	}
 }
 

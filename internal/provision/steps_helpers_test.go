@@ -145,7 +145,7 @@ func permanentDetail(t *testing.T, err error) string {
 	return p.Detail
 }
 
-// The documents of DESIGN §10, written out by hand from the design (not
+// The documents of docs/ARCHITECTURE.md, written out by hand (not
 // through the builders under test).
 
 func roleARN(account, name string) string { return "arn:aws:iam::" + account + ":role/" + name }
@@ -238,7 +238,7 @@ func checkDoc(t *testing.T, what string, got policy.Document, want string) {
 	if w := mustParse(t, want); !policy.Equal(got, w) {
 		gb, _ := json.Marshal(got)
 		wb, _ := json.Marshal(w)
-		t.Errorf("%s differs from DESIGN §10:\n got %s\nwant %s", what, gb, wb)
+		t.Errorf("%s differs from the documents of docs/ARCHITECTURE.md:\n got %s\nwant %s", what, gb, wb)
 	}
 }
 

@@ -167,7 +167,7 @@ func TestMoto(t *testing.T) {
 		t.Errorf("facts = %+v", facts)
 	}
 
-	// Every document, read back with the SDK, is DESIGN §10's.
+	// Every document, read back with the SDK, is as docs/ARCHITECTURE.md (The documents) describes.
 	bp := motoBucketPolicy(t, b, y)
 	if bp == nil {
 		t.Fatal("no bucket policy on the destination")
@@ -199,7 +199,7 @@ func TestMoto(t *testing.T) {
 		t.Fatal(err)
 	}
 	// moto reads back the rule's identity and destination as written, not
-	// its filter, delete marker or selection criteria (MOTO.md).
+	// its filter, delete marker or selection criteria (docs/ARCHITECTURE.md, Where moto differs from AWS).
 	if cfg.Role != want.Role || len(cfg.Rules) != 1 {
 		t.Fatalf("replication configuration: %+v", cfg)
 	}

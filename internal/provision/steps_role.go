@@ -78,8 +78,8 @@ func trustsS3(d policy.Document) bool {
 }
 
 // ensureReplicationRole creates bucketbridge's role for the source bucket, or
-// checks the adopted one (DESIGN §4 step 4). bucketbridge's own role gets the
-// trust policy of DESIGN §10; an adopted role's trust policy is only checked:
+// checks the adopted one (docs/ARCHITECTURE.md, The steps). bucketbridge's own role gets the
+// trust policy of docs/ARCHITECTURE.md (The documents); an adopted role's trust policy is only checked:
 // it must let S3 assume the role, and is never rewritten.
 func ensureReplicationRole(ctx context.Context, run *Run) (Result, error) {
 	in := input(run)
@@ -224,7 +224,7 @@ func getRolePolicy(ctx context.Context, acct *Account, role, name string) (*poli
 }
 
 // putRolePolicy gives the role its inline policy for this destination
-// (DESIGN §10), within IAM's limit on a role's inline policies.
+// (docs/ARCHITECTURE.md, The documents), within IAM's limit on a role's inline policies.
 func putRolePolicy(ctx context.Context, run *Run) (Result, error) {
 	in := input(run)
 	arn, name := in.RoleARN(), roleName(run)

@@ -23,7 +23,7 @@ type ruleState struct {
 }
 
 // putReplicationRule merges the request's rule into X's replication
-// configuration (DESIGN §10), last, after every permission it needs. Right
+// configuration (docs/ARCHITECTURE.md, The documents), last, after every permission it needs. Right
 // after bucketbridge created the role or enabled versioning, S3 may not see
 // them yet: those answers are retried within the propagation timeout.
 func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
@@ -78,7 +78,7 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 
 // confirmRule checks the rule read back by its identity and destination
 // only: moto drops SourceSelectionCriteria and rewrites Filter and
-// DeleteMarkerReplication on read (MOTO.md), and the write was decided by a
+// DeleteMarkerReplication on read (docs/ARCHITECTURE.md, Where moto differs from AWS), and the write was decided by a
 // full comparison already.
 func confirmRule(got *policy.ReplicationConfiguration, role string, want policy.ReplicationRule) error {
 	if got == nil {

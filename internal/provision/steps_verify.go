@@ -51,7 +51,7 @@ type canaryResult struct {
 // prefix, so that the rule selects it.
 func CanaryKey(r Replication) string { return r.Rule.Prefix + CanaryDir + r.ID }
 
-// verify proves replication works (DESIGN §4 step 7): a canary object put
+// verify proves replication works (docs/ARCHITECTURE.md, The steps): a canary object put
 // into X with SSE-KMS KA must reach COMPLETED, and its replica in Y must be
 // encrypted with KB. PutBucketReplication checks neither the role's
 // permissions nor the keys, so only this shows the documents are right.
