@@ -75,6 +75,32 @@ type WorkStore interface {
 	Release(ctx context.Context, c *Claim) error
 	// Lock takes the advisory locks named by keys until unlock is called.
 	Lock(ctx context.Context, keys ...string) (unlock func(), err error)
+	// Peers lists the requests in HoldingStates that f selects. Read under
+	// a document's lock, it is the source of truth for who needs a grant in
+	// that document: two concurrent removals cannot both misread it, as
+	// they would by asking AWS.
+	Peers(ctx context.Context, f PeerFilter) ([]Peer, error)
 	// Wake delivers a value whenever new work may be runnable.
 	Wake(ctx context.Context) <-chan struct{}
+}
+
+// HoldingStates are the states of requests whose documents exist, or may:
+// they are being provisioned, or were and have not been deprovisioned. A
+// pending request has written nothing yet, and one being deprovisioned is
+// giving its grants up.
+var HoldingStates = []State{StateRunning, StateSucceeded, StateFailed, StateCancelled}
+
+// PeerFilter selects requests by source or destination bucket ("" matches
+// any).
+type PeerFilter struct {
+	SourceBucket      string
+	DestinationBucket string
+}
+
+// Peer is a request in one of HoldingStates that may share a document (a
+// role, a bucket or key policy) with the request running, and what its
+// steps learned (the role it uses, once that role exists).
+type Peer struct {
+	Replication
+	Facts Facts
 }

@@ -58,7 +58,10 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("make migration lock: %w", err)
 	}
-	mig, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
+	// Migrations written on branches that land in another order than they
+	// were numbered are still applied, rather than refused on databases that
+	// already have a later one.
+	mig, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker), goose.WithAllowOutofOrder(true))
 	if err != nil {
 		db.Close()
 		pool.Close()

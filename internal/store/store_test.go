@@ -354,3 +354,58 @@ func dbName(t *testing.T, url string) string {
 	name, _, _ := strings.Cut(url[i+1:], "?")
 	return name
 }
+
+func TestPeersAreTheRequestsHoldingDocumentsOnABucket(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	create := func(n int, dst string) provision.Replication {
+		sp := spec(n)
+		sp.Destination.Bucket = dst
+		r, _, err := s.Create(ctx, provision.NewReplication{Spec: sp, RequestedBy: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	removed := create(1, "dst-a")
+	running := create(2, "dst-a")
+	other := create(3, "dst-b")
+	cancelled := create(4, "dst-a")
+	if _, err := s.Cancel(ctx, cancelled.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	// Claim removed, running and other (all three runnable).
+	claimed := map[string]provision.Claim{}
+	for len(claimed) < 3 {
+		c, ok, err := s.Claim(ctx, "w", time.Minute)
+		if err != nil || !ok {
+			t.Fatalf("claim: %v %v", ok, err)
+		}
+		claimed[c.Replication.ID] = c
+	}
+	c := claimed[removed.ID]
+	if err := s.Finish(ctx, &c, provision.ActionComplete, "done"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deprovision(ctx, removed.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	peers, err := s.Peers(ctx, provision.PeerFilter{DestinationBucket: "dst-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range peers {
+		got = append(got, p.ID)
+	}
+	// The one deprovisioning has given its grants up; the cancelled one may
+	// still hold some.
+	if diff := cmp.Diff([]string{running.ID, cancelled.ID}, got); diff != "" {
+		t.Errorf("peers into dst-a (-want +got):\n%s", diff)
+	}
+	peers, err = s.Peers(ctx, provision.PeerFilter{SourceBucket: other.Source.Bucket})
+	if err != nil || len(peers) != 1 || peers[0].ID != other.ID {
+		t.Errorf("peers from %s = %v, %v", other.Source.Bucket, peers, err)
+	}
+}
