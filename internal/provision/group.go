@@ -84,6 +84,18 @@ func attempt(ctx context.Context, run *Run, def StepDef) (o StepOutcome) {
 	}
 	stepCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if def.Interruptible && run.interrupt != nil {
+		var interrupt context.CancelCauseFunc
+		stepCtx, interrupt = context.WithCancelCause(stepCtx)
+		defer interrupt(nil)
+		go func() {
+			select {
+			case <-run.interrupt:
+				interrupt(ErrInterrupted)
+			case <-stepCtx.Done():
+			}
+		}()
+	}
 	start := run.now()
 	o.Def = def
 	defer func() {
@@ -95,11 +107,19 @@ func attempt(ctx context.Context, run *Run, def StepDef) (o StepOutcome) {
 		o.Elapsed = run.now().Sub(start)
 	}()
 	o.Result, o.Err = def.Run(stepCtx, run)
-	if o.Err != nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+	switch {
+	case o.Err == nil:
+	case errors.Is(context.Cause(stepCtx), ErrInterrupted):
+		o.Err = fmt.Errorf("step %s: %w", def.Name, ErrInterrupted)
+	case errors.Is(stepCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
 		o.Err = fmt.Errorf("step %s timed out after %s: %w", def.Name, timeout, o.Err)
 	}
 	return o
 }
+
+// ErrInterrupted ends an interruptible step that a caller's cancel or a
+// shutdown stopped.
+var ErrInterrupted = errors.New("interrupted: the request was cancelled or the worker is shutting down")
 
 // decisive picks the outcome that decides a group's fate: a lost lease,
 // then a permanent failure, then any other failure; ok is false when every

@@ -23,6 +23,11 @@ type leaseKeeper struct {
 
 	lost            atomic.Bool
 	cancelRequested atomic.Bool
+	// watching: an interruptible step runs, so a cancel is looked for every
+	// cancelPoll rather than with each renewal.
+	watching atomic.Bool
+	// onCancel runs once a renewal finds a cancel requested.
+	onCancel func()
 
 	mu      sync.Mutex
 	renewed time.Time
@@ -36,16 +41,27 @@ func newLeaseKeeper(store WorkStore, c *Claim, lease time.Duration, now func() t
 	return k
 }
 
-// run renews the lease every third of its length until ctx ends.
+// cancelPoll is how often a cancel is looked for while an interruptible
+// step waits, so that a caller's cancel stops it within a second.
+const cancelPoll = 500 * time.Millisecond
+
+// run renews the lease every third of its length, and every cancelPoll while
+// an interruptible step runs, until ctx ends.
 func (k *leaseKeeper) run(ctx context.Context) {
 	defer close(k.done)
-	t := time.NewTicker(k.lease / 3)
+	t := time.NewTicker(min(cancelPoll, k.lease/3))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		k.mu.Lock()
+		due := k.watching.Load() || k.now().Sub(k.renewed) >= k.lease/3
+		k.mu.Unlock()
+		if !due {
+			continue
 		}
 		if err := k.renew(ctx); err != nil {
 			return
@@ -71,8 +87,8 @@ func (k *leaseKeeper) renew(ctx context.Context) error {
 	switch {
 	case err == nil:
 		k.renewed = now
-		if cancel {
-			k.cancelRequested.Store(true)
+		if cancel && !k.cancelRequested.Swap(true) && k.onCancel != nil {
+			k.onCancel()
 		}
 		return nil
 	case errors.Is(err, ErrLeaseLost):

@@ -44,8 +44,14 @@ func newEngineEnv(t *testing.T) *engineEnv {
 // newSeededEngineEnv seeds the fake's rate-based faults.
 func newSeededEngineEnv(t *testing.T, seed uint64) *engineEnv {
 	t.Helper()
+	return newEngineEnvWith(t, awsfake.Config{ReplicationDelay: 5 * time.Millisecond, Seed: seed})
+}
+
+// newEngineEnvWith builds the environment on a fake configured by cfg.
+func newEngineEnvWith(t *testing.T, cfg awsfake.Config) *engineEnv {
+	t.Helper()
 	st := storetest.New(t)
-	c := awsfake.NewWithConfig(awsfake.Config{ReplicationDelay: 5 * time.Millisecond, Seed: seed})
+	c := awsfake.NewWithConfig(cfg)
 	c.SeedDemo("", "")
 	return &engineEnv{fakeEnv: &fakeEnv{cloud: c, sessions: fakeSessions(c, awsfake.DefaultExternalID), locks: newLocks()}, st: st}
 }
@@ -63,7 +69,9 @@ func (e *engineEnv) startEngine(t *testing.T, ws provision.WorkStore, cfg provis
 	}
 	cfg.Poll = 10 * time.Millisecond
 	cfg.MaxBackoff = 20 * time.Millisecond
-	cfg.StepConfig = provision.StepConfig{PollInterval: 20 * time.Millisecond, VerifyTimeout: 10 * time.Second}
+	if cfg.StepConfig == (provision.StepConfig{}) {
+		cfg.StepConfig = provision.StepConfig{PollInterval: 20 * time.Millisecond, VerifyTimeout: 10 * time.Second}
+	}
 	return startPool(t, cfg)
 }
 
@@ -685,6 +693,100 @@ func TestEngineCancelsARunningRequest(t *testing.T) {
 	e.deprovision(t, r.ID)
 	waitEnd(t, e.st, r.ID, provision.StateDeprovisioned)
 	e.checkClean(t, demoSpec())
+}
+
+// TestEngineCancelInterruptsAWaitingCanary: a caller's cancel stops verify
+// while it waits for a canary that will not replicate for an hour, long
+// before verify's own time limit, and verify still deletes its canary.
+func TestEngineCancelInterruptsAWaitingCanary(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEngineEnvWith(t, awsfake.Config{ReplicationDelay: time.Hour})
+	spec := demoSpec()
+	r := e.submit(t, spec)
+	e.startEngine(t, e.st, provision.PoolConfig{Workers: 1,
+		StepConfig: provision.StepConfig{PollInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour}})
+	waitUntil(t, "verify is running", func() bool {
+		return stepRecords(t, e.st, r.ID, provision.PhaseProvision)[provision.StepVerify].Status == provision.StepRunning
+	})
+	if _, err := e.st.Cancel(ctx, r.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	got := waitEnd(t, e.st, r.ID, provision.StateCancelled)
+	if got.CancelRequested || got.FinishedAt == nil {
+		t.Errorf("cancelled request: cancel_requested %v, finished %v", got.CancelRequested, got.FinishedAt)
+	}
+	events, err := e.st.Events(ctx, r.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := events[len(events)-1]; last.State != provision.StateCancelled || !strings.Contains(last.Message, "during step verify") {
+		t.Errorf("last event = %+v, want the cancel during verify", last)
+	}
+	if v := stepRecords(t, e.st, r.ID, provision.PhaseProvision)[provision.StepVerify]; v.Status != provision.StepFailed {
+		t.Errorf("the interrupted verify is recorded as %s, want failed", v.Status)
+	}
+	e.checkNoCanaryUnder(t, spec)
+}
+
+// TestShutdownInterruptsAWaitingCanaryAndLeavesItToBeResumed: shutting the
+// pool down does not wait out verify (nor the grace period) while its
+// canary waits; the request is released with no canary left, and another
+// pool runs verify again from the start (here with a short verify timeout,
+// since the fake's replication still takes an hour).
+func TestShutdownInterruptsAWaitingCanaryAndLeavesItToBeResumed(t *testing.T) {
+	t.Parallel()
+	e := newEngineEnvWith(t, awsfake.Config{ReplicationDelay: time.Hour})
+	spec := demoSpec()
+	r := e.submit(t, spec)
+	slow := provision.StepConfig{PollInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour}
+	stop := e.startEngine(t, e.st, provision.PoolConfig{Workers: 1, StepConfig: slow, ShutdownGrace: time.Hour})
+	waitUntil(t, "verify is running", func() bool {
+		return stepRecords(t, e.st, r.ID, provision.PhaseProvision)[provision.StepVerify].Status == provision.StepRunning
+	})
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the pool is still waiting for verify 30s after shutdown began")
+	}
+	got, err := e.st.Get(context.Background(), r.ID)
+	if err != nil || got.State != provision.StateRunning {
+		t.Fatalf("after shutdown the request is %s (%v), want still running, to be resumed", got.State, err)
+	}
+	e.checkNoCanaryUnder(t, spec)
+
+	e.startEngine(t, e.st, provision.PoolConfig{Workers: 1,
+		StepConfig: provision.StepConfig{PollInterval: 20 * time.Millisecond, VerifyTimeout: 200 * time.Millisecond}})
+	failed := waitEnd(t, e.st, r.ID, provision.StateFailed)
+	if failed.CurrentStep != provision.StepVerify {
+		t.Errorf("the resumed request failed at %s, want verify", failed.CurrentStep)
+	}
+	recs := stepRecords(t, e.st, r.ID, provision.PhaseProvision)
+	if v := recs[provision.StepVerify]; v.Attempts != 2 {
+		t.Errorf("verify ran %d times, want 2 (interrupted, then resumed)", v.Attempts)
+	}
+	if p := recs[provision.StepPutReplicationRule]; p.Attempts != 1 {
+		t.Errorf("put_replication_rule ran %d times, want once: the resumed run starts at verify", p.Attempts)
+	}
+	e.checkNoCanaryUnder(t, spec)
+}
+
+// checkNoCanaryUnder fails when a canary version of spec's rule is left in
+// either bucket.
+func (e *engineEnv) checkNoCanaryUnder(t *testing.T, spec provision.Spec) {
+	t.Helper()
+	for _, side := range []provision.Side{spec.Source, spec.Destination} {
+		out, err := e.cloud.S3(side.AccountID, side.Region).ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{
+			Bucket: aws.String(side.Bucket), Prefix: aws.String(spec.Rule.Prefix + provision.CanaryDir)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(out.Versions) + len(out.DeleteMarkers); n != 0 {
+			t.Errorf("bucket %s still holds %d canary versions and delete markers", side.Bucket, n)
+		}
+	}
 }
 
 // TestEngineRetriesAfterAPermanentFailure: a disabled destination key fails

@@ -144,6 +144,9 @@ type Run struct {
 	// Log receives what steps log.
 	Log *slog.Logger
 
+	// interrupt is closed when interruptible steps must stop waiting.
+	interrupt <-chan struct{}
+
 	mu    sync.Mutex
 	facts Facts
 }
@@ -250,6 +253,11 @@ type StepDef struct {
 	// TimeoutFunc, when set, gives the step's time limit instead of
 	// StepConfig.StepTimeout: verify waits for S3 on top of its calls.
 	TimeoutFunc func(StepConfig) time.Duration
+	// Interruptible: the step mostly waits (verify's canary) and is safe to
+	// stop at any moment, so a caller's cancel or a shutdown stops it at
+	// once instead of letting it run to its end. It must clean up after
+	// itself without its context.
+	Interruptible bool
 	// Undoes names the provisioning step whose effect a deprovisioning step
 	// removes; the step is skipped when that one never started, so a
 	// request that failed before writing anything (a mistyped key ARN, an

@@ -54,7 +54,7 @@ func ProvisionSteps() []StepDef {
 		{Name: StepUpdateDestinationBucketPolicy, Group: 6, Run: updateDestinationBucketPolicy},
 		{Name: StepUpdateSourceKeyPolicy, Group: 6, Run: updateSourceKeyPolicy},
 		{Name: StepPutReplicationRule, Group: 7, Run: putReplicationRule},
-		{Name: StepVerify, Group: 8, Run: verify, TimeoutFunc: verifyTimeout},
+		{Name: StepVerify, Group: 8, Run: verify, TimeoutFunc: verifyTimeout, Interruptible: true},
 	}
 }
 

@@ -150,6 +150,15 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 	})
 	defer stopGrace()
 	x.lease = newLeaseKeeper(p.cfg.Store, c, p.cfg.Lease, p.cfg.Now, x.log, stopRun)
+	// Interruptible steps stop waiting at once when a caller cancels a
+	// provisioning request or the pool shuts down.
+	interrupt := make(chan struct{})
+	var interrupted sync.Once
+	stopWaiting := func() { interrupted.Do(func() { close(interrupt) }) }
+	if c.Phase == PhaseProvision {
+		x.lease.onCancel = stopWaiting
+	}
+	defer context.AfterFunc(ctx, stopWaiting)()
 	go x.lease.run(runCtx)
 	defer x.lease.wait()
 	defer stopRun()
@@ -173,6 +182,7 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 	}
 	x.run = NewRun(c.Replication, c.Facts)
 	x.run.Config, x.run.Lock, x.run.Now, x.run.Log = p.cfg.StepConfig, p.cfg.Store.Lock, p.cfg.Now, x.log
+	x.run.interrupt = interrupt
 	for _, group := range Groups(steps) {
 		todo := slices.DeleteFunc(slices.Clone(group), func(d StepDef) bool { return c.Done[d.Name] })
 		if len(todo) == 0 {
@@ -181,7 +191,9 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 		if !x.ready(ctx, runCtx, todo[0].Name) {
 			return
 		}
+		x.lease.watching.Store(slices.ContainsFunc(todo, func(d StepDef) bool { return d.Interruptible }))
 		outcomes := RunGroup(runCtx, x.run, todo, x)
+		x.lease.watching.Store(false)
 		switch {
 		case x.lease.lost.Load():
 			return
@@ -189,6 +201,10 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 			// Shutting down: what finished is recorded; another worker
 			// resumes the rest, including any step the grace period cut short.
 			x.release(ctx)
+			return
+		}
+		if i := slices.IndexFunc(outcomes, func(o StepOutcome) bool { return errors.Is(o.Err, ErrInterrupted) }); i >= 0 && x.lease.cancelRequested.Load() {
+			x.finish(ctx, ActionCancel, "cancelled by caller during step "+outcomes[i].Def.Name)
 			return
 		}
 		if o, failed := decisive(outcomes); failed {
