@@ -1,0 +1,169 @@
+package api_test
+
+import (
+	"bufio"
+	"cmp"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bucketbridge/bucketbridge/internal/api"
+	"github.com/bucketbridge/bucketbridge/internal/store/storetest"
+)
+
+// validBody is a create body that passes validation, as raw JSON, so tests
+// can splice keys into it the way a hostile client would.
+const validBody = `{"source":{"account_id":"111111111111","region":"us-east-1","bucket":"demo-source","kms_key_arn":"` + keyA + `"},` +
+	`"destination":{"account_id":"222222222222","region":"us-west-2","bucket":"demo-destination","kms_key_arn":"` + keyB + `"}`
+
+func TestCreateRefusesBodiesThatReadDifferentlyToDifferentParsers(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for _, tc := range []struct {
+		name, body, contentType string
+		status                  int
+		field                   string
+	}{
+		{"duplicate ticket hiding a NUL", validBody + `,"ticket":"\u0000","ticket":"OK"}`, "", 400, "ticket"},
+		{"duplicate side", validBody + `,"source":{}}`, "", 400, "source"},
+		{"duplicate nested key", strings.Replace(validBody, `"region":"us-east-1"`, `"region":"us-east-1","region":"eu-west-1"`, 1) + "}", "", 400, "source.region"},
+		{"upper-case SOURCE", strings.Replace(validBody, `"source"`, `"SOURCE"`, 1) + "}", "", 400, "SOURCE"},
+		{"upper-case DRY_RUN", validBody + `,"DRY_RUN":true}`, "", 400, "DRY_RUN"},
+		{"Kelvin sign in ticket", validBody + `,"tic\u212Aet":"OPS-1"}`, "", 400, "tic\u212Aet"},
+		{"mixed-case nested key", strings.Replace(validBody, `"bucket":"demo-source"`, `"Bucket":"demo-source"`, 1) + "}", "", 400, "source.Bucket"},
+		{"nested unknown field", strings.Replace(validBody, `"bucket":"demo-source"`, `"bucket":"demo-source","extra":1`, 1) + "}", "", 400, "source.extra"},
+		{"invalid UTF-8 in ticket", validBody + ",\"ticket\":\"OPS-\xff\"}", "", 400, "ticket"},
+		{"invalid UTF-8 in prefix", validBody + ",\"rule\":{\"prefix\":\"logs/\xc3(\"}}", "", 400, "rule.prefix"},
+		{"lone surrogate in ticket", validBody + `,"ticket":"\udead"}`, "", 400, "ticket"},
+		{"wrong type, nested", strings.Replace(validBody, `"111111111111"`, `111111111111`, 1) + "}", "", 400, "source.account_id"},
+		{"utf-16", validBody + "}", "application/json; charset=utf-16", 415, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r response
+			if tc.contentType != "" {
+				r = f.do("POST", "/v1/replications", tc.body, "Content-Type", tc.contentType)
+			} else {
+				r = f.do("POST", "/v1/replications", tc.body)
+			}
+			if r.status != tc.status || r.header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("status %d %q, want %d: %s", r.status, r.header.Get("Content-Type"), tc.status, r.body)
+			}
+			if tc.field != "" && !slices.Equal(fieldsOf(t, r), []string{tc.field}) {
+				t.Errorf("fields %q, want [%q]: %s", fieldsOf(t, r), tc.field, r.body)
+			}
+		})
+	}
+	if items := f.do("GET", "/v1/replications", nil).json(t)["items"].([]any); len(items) != 0 {
+		t.Errorf("refused bodies stored %d requests", len(items))
+	}
+	// The same body without the trick is accepted, so each refusal above is
+	// about the trick alone.
+	if r := f.do("POST", "/v1/replications", validBody+`,"ticket":"OK"}`, "Content-Type", "application/json; charset=utf-8"); r.status != http.StatusAccepted {
+		t.Errorf("valid body = %d %s", r.status, r.body)
+	}
+}
+
+func TestForgedCursorIsABadRequestNamingCursor(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	forge := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, c := range []string{
+		forge("-300000000000000000_0190a4c6-0000-7000-8000-000000000000"),  // before 4713 BC
+		forge("253402300800000000_0190a4c6-0000-7000-8000-000000000000"),   // year 10000
+		forge("1700000000000000_{0190a4c6-0000-7000-8000-000000000000}"),   // another spelling
+		forge("-9000000000000000000_0190a4c6-0000-7000-8000-000000000000"), // far out
+		"%FF%FE",
+	} {
+		r := f.do("GET", "/v1/replications?cursor="+c, nil)
+		if r.status != http.StatusBadRequest || !slices.Equal(fieldsOf(t, r), []string{"cursor"}) {
+			t.Errorf("cursor %q = %d %s, want 400 naming cursor", c, r.status, r.body)
+		}
+	}
+}
+
+// serve runs the real handler the way cmd/server does, on a real socket,
+// with the server settings given.
+func serve(t *testing.T, cfg api.Config, configure func(*http.Server)) string {
+	t.Helper()
+	if cfg.Store == nil {
+		cfg.Store = storetest.New(t)
+	}
+	if cfg.Tokens == nil {
+		cfg.Tokens = tokens
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := api.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(a)
+	srv.Config.ReadHeaderTimeout = 10 * time.Second
+	if configure != nil {
+		configure(srv.Config)
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestABodyThatStopsArrivingIsARequestTimeoutWithoutInternals(t *testing.T) {
+	t.Parallel()
+	base := serve(t, api.Config{}, func(s *http.Server) { s.ReadTimeout = 300 * time.Millisecond })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	half := validBody[:len(validBody)/2]
+	fmt.Fprintf(conn, "POST /v1/replications HTTP/1.1\r\nHost: bucketbridge\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", portalToken, len(validBody)+1, half)
+	// The client now stalls, sending nothing more.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("stalled body = %d %q %s, want a 408 problem", resp.StatusCode, resp.Header.Get("Content-Type"), raw)
+	}
+	for _, leak := range []string{"127.0.0.1", "tcp", "i/o", conn.LocalAddr().String()} {
+		if strings.Contains(string(raw), leak) {
+			t.Errorf("the answer reveals %q: %s", leak, raw)
+		}
+	}
+	if !resp.Close {
+		t.Errorf("a 408 left the connection open for another request")
+	}
+}
+
+func TestABodyCutShortIsMalformedWithoutInternals(t *testing.T) {
+	t.Parallel()
+	base := serve(t, api.Config{}, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/replications HTTP/1.1\r\nHost: bucketbridge\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"sou\r\nzz\r\n", portalToken)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(raw), "chunk") {
+		t.Errorf("broken chunked body = %d %s, want a 400 that does not repeat the reader's error", resp.StatusCode, raw)
+	}
+}
