@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,5 +167,72 @@ func TestABodyCutShortIsMalformedWithoutInternals(t *testing.T) {
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(raw), "chunk") {
 		t.Errorf("broken chunked body = %d %s, want a 400 that does not repeat the reader's error", resp.StatusCode, raw)
+	}
+}
+
+// metricSeries counts the series of the API's HTTP metrics that /metrics
+// shows, and returns the page's size.
+func metricSeries(t *testing.T, base string) (series, size int) {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if strings.HasPrefix(line, "bucketbridge_http_") {
+			series++
+		}
+	}
+	return series, len(raw)
+}
+
+func TestRandomMethodsDoNotGrowMetrics(t *testing.T) {
+	t.Parallel()
+	base := serve(t, api.Config{}, nil)
+	paths := []string{"/v1/replications", "/v1/replications/0190a4c6-0000-7000-8000-000000000000", "/livez", "/no/such/route"}
+	send := func(n int) {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				method := make([]byte, 4+rand.IntN(12))
+				for j := range method {
+					method[j] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"[rand.IntN(28)]
+				}
+				req, err := http.NewRequest(string(method), base+paths[i%len(paths)], nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Authorization", "Bearer "+portalToken)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode >= 500 {
+					t.Errorf("%s %s = %d", method, req.URL.Path, resp.StatusCode)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	send(50)
+	metricSeries(t, base) // so the scrape's own series exist from here on
+	first, _ := metricSeries(t, base)
+	send(500)
+	after, size := metricSeries(t, base)
+	if after != first {
+		t.Errorf("500 more random methods grew the HTTP series from %d to %d", first, after)
+	}
+	// Four routes, one method label, a status or two each: a few dozen
+	// lines with the histogram's buckets, never one per method.
+	if after > 100 || size > 64<<10 {
+		t.Errorf("/metrics holds %d HTTP series in %d bytes after random methods", after, size)
 	}
 }
