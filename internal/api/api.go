@@ -50,6 +50,9 @@ type Config struct {
 	// Registry receives the API's metrics and is served at /metrics with
 	// whatever else is registered there (the worker pool's); nil makes one.
 	Registry *prometheus.Registry
+	// WriteTimeout bounds writing any answer but an event stream; 30s when
+	// zero.
+	WriteTimeout time.Duration
 }
 
 // Server serves the HTTP API.
@@ -63,7 +66,9 @@ type Server struct {
 	trust   bool
 	metrics *httpMetrics
 	gather  prometheus.Gatherer
-	router  chi.Router
+	// writeTimeout bounds writing an answer that is not a stream.
+	writeTimeout time.Duration
+	router       chi.Router
 }
 
 // New builds the API's handler.
@@ -82,7 +87,10 @@ func New(cfg Config) (*Server, error) {
 		ready:   cmp.Or(cfg.ReadyTimeout, 2*time.Second),
 		tokens:  cfg.Tokens,
 		trust:   cfg.TrustConditions,
+
+		writeTimeout: cmp.Or(cfg.WriteTimeout, 30*time.Second),
 	}
+
 	reg := cfg.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -100,7 +108,7 @@ func (s *Server) Routes() chi.Routes { return s.router }
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.recoverer, s.logRequests, s.metrics.instrument)
+	r.Use(s.writeDeadline, requestID, s.recoverer, s.logRequests, s.metrics.instrument)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, &problem{Status: http.StatusNotFound, Title: "Not Found", Detail: "no route for " + r.URL.Path})
 	})
@@ -117,11 +125,11 @@ func (s *Server) routes() chi.Router {
 
 	r.Route("/v1/replications", func(r chi.Router) {
 		r.Use(s.authenticate)
-		r.Post("/", s.createReplication)
 		r.Get("/", s.listReplications)
 		r.Get("/{id}", s.getReplication)
 		r.Get("/{id}/steps", s.listSteps)
 		r.Get("/{id}/events", s.listEvents)
+		r.Post("/", s.createReplication)
 		r.Delete("/{id}", s.deprovisionReplication)
 		r.Post("/{id}/cancel", s.cancelReplication)
 		r.Post("/{id}/retry", s.retryReplication)

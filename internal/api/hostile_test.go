@@ -2,8 +2,10 @@ package api_test
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -235,4 +238,159 @@ func TestRandomMethodsDoNotGrowMetrics(t *testing.T) {
 	if after > 100 || size > 64<<10 {
 		t.Errorf("/metrics holds %d HTTP series in %d bytes after random methods", after, size)
 	}
+}
+
+func TestTicketFilterIsBoundedInCharacters(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	longest := url.QueryEscape(strings.Repeat("é", 256)) // 512 bytes, 256 characters
+	if r := f.do("GET", "/v1/replications?ticket="+longest, nil); r.status != http.StatusOK {
+		t.Errorf("a 256-character ticket filter = %d %s", r.status, r.body)
+	}
+	for _, ticket := range []string{strings.Repeat("é", 257), strings.Repeat("x", 100_000)} {
+		r := f.do("GET", "/v1/replications?ticket="+url.QueryEscape(ticket), nil)
+		if r.status != http.StatusBadRequest || !slices.Equal(fieldsOf(t, r), []string{"ticket"}) {
+			t.Errorf("a %d-byte ticket filter = %d %s, want 400 naming ticket", len(ticket), r.status, r.body)
+		}
+	}
+}
+
+func TestEventStreamsOutliveTheWriteDeadline(t *testing.T) {
+	t.Parallel()
+	const timeout = 100 * time.Millisecond
+	base := serve(t, api.Config{WriteTimeout: timeout}, nil)
+	id := create(t, base, portalToken, validBody+"}")
+	start := time.Now()
+	req, _ := http.NewRequest("GET", base+"/v1/replications/"+id+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+portalToken)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Let the deadline every other answer gets pass, then make an event.
+	<-time.After(time.Until(start.Add(5 * timeout)))
+	if status := send(t, "POST", base+"/v1/replications/"+id+"/cancel", portalToken, ""); status != http.StatusOK {
+		t.Fatalf("cancel = %d", status)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() {
+		if strings.HasPrefix(lines.Text(), "data:") && strings.Contains(lines.Text(), `"cancelled"`) {
+			return
+		}
+	}
+	t.Fatalf("the stream ended %s after it began without the cancellation: %v", time.Since(start), lines.Err())
+}
+
+// send makes one API call and returns its status.
+func send(t *testing.T, method, url, token, body string) int {
+	t.Helper()
+	resp := call(t, method, url, token, body, nil)
+	return resp.StatusCode
+}
+
+// call makes one API call; its body is closed when the test ends.
+func call(t *testing.T, method, url, token, body string, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	return resp
+}
+
+// create stores a request and returns its id.
+func create(t *testing.T, base, token, body string) string {
+	t.Helper()
+	resp := call(t, "POST", base+"/v1/replications", token, body, nil)
+	var out struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("create = %d %v", resp.StatusCode, err)
+	}
+	return out.ID
+}
+
+// lockedBuffer collects a log written from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestOnlySafeRequestIDsReachLogsAndAnswers(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	st.Close() // every query now fails: each call is a logged 500
+	logs := &lockedBuffer{}
+	base := serve(t, api.Config{Store: st, Logger: slog.New(slog.NewJSONHandler(logs, nil))}, nil)
+	for _, tc := range []struct {
+		sent string
+		kept bool
+	}{
+		{"portal-7f3a.retry_2", true},
+		{strings.Repeat("r", 64), true},
+		{strings.Repeat("r", 65), false},
+		{"forged\" level=ERROR msg=\"admin logged in", false},
+		{"<img src=x onerror=alert(1)>", false},
+		{"tab\there", false},
+		{"caf\u00e9", false},
+	} {
+		resp := call(t, "GET", base+"/v1/replications", portalToken, "", http.Header{"X-Request-Id": {tc.sent}})
+		var p struct {
+			RequestID string `json:"request_id"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != http.StatusInternalServerError {
+			t.Fatalf("%q: %d %v", tc.sent, resp.StatusCode, err)
+		}
+		echoed := resp.Header.Get("X-Request-Id")
+		switch {
+		case p.RequestID != echoed:
+			t.Errorf("%q: problem names %q, header %q", tc.sent, p.RequestID, echoed)
+		case tc.kept && p.RequestID != tc.sent:
+			t.Errorf("%q: answered %q, want the client's id kept", tc.sent, p.RequestID)
+		case !tc.kept && (p.RequestID == tc.sent || len(p.RequestID) > 64 || strings.ContainsFunc(p.RequestID, unsafeIDRune)):
+			t.Errorf("%q: answered %q, want a fresh safe id", tc.sent, p.RequestID)
+		}
+		if !strings.Contains(logs.String(), `"request_id":"`+p.RequestID+`"`) {
+			t.Errorf("%q: the log does not carry request id %q", tc.sent, p.RequestID)
+		}
+	}
+	for _, bad := range []string{"forged", "<img", "tab", "caf"} {
+		if strings.Contains(logs.String(), bad) {
+			t.Errorf("the log carries the client's unsafe id %q:\n%s", bad, logs)
+		}
+	}
+}
+
+func unsafeIDRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
 }
