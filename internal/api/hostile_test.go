@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -393,4 +394,68 @@ func TestOnlySafeRequestIDsReachLogsAndAnswers(t *testing.T) {
 
 func unsafeIDRune(r rune) bool {
 	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+}
+
+func TestRateLimitCountsEachCallersChanges(t *testing.T) {
+	t.Parallel()
+	const limit = 5
+	base := serve(t, api.Config{RateLimit: limit}, nil)
+	unknown := base + "/v1/replications/0190a4c6-0000-7000-8000-000000000000"
+	changes := []struct{ method, url, body string }{
+		{"POST", base + "/v1/replications", validBody + "}"},
+		{"POST", unknown + "/cancel", ""},
+		{"POST", unknown + "/retry", ""},
+		{"DELETE", unknown, ""},
+	}
+	// Two callers each send four times their budget at once, mixing every
+	// route that changes state.
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		limited = map[string]int{}
+		passed  = map[string]int{}
+	)
+	for _, token := range []string{portalToken, "jira-token"} {
+		for i := range 4 * limit {
+			wg.Go(func() {
+				c := changes[i%len(changes)]
+				resp := call(t, c.method, c.url, token, c.body, nil)
+				mu.Lock()
+				defer mu.Unlock()
+				if resp.StatusCode != http.StatusTooManyRequests {
+					passed[token]++
+					return
+				}
+				limited[token]++
+				raw, _ := io.ReadAll(resp.Body)
+				retry, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+				if err != nil || retry < 1 || retry > 60 || resp.Header.Get("Content-Type") != "application/problem+json" ||
+					!strings.Contains(string(raw), `"status": 429`) {
+					t.Errorf("429 with Retry-After %q, %q: %s", resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), raw)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, token := range []string{portalToken, "jira-token"} {
+		if passed[token] != limit || limited[token] != 3*limit {
+			t.Errorf("%s: %d passed, %d limited; want %d and %d", token, passed[token], limited[token], limit, 3*limit)
+		}
+	}
+	// Reading is not a change: it still works for a caller out of budget.
+	for _, path := range []string{"/v1/replications", "/v1/replications/0190a4c6-0000-7000-8000-000000000000/steps"} {
+		if status := send(t, "GET", base+path, portalToken, ""); status == http.StatusTooManyRequests {
+			t.Errorf("GET %s = 429 for a caller out of change budget", path)
+		}
+	}
+}
+
+func TestNoRateLimitWhenZero(t *testing.T) {
+	t.Parallel()
+	base := serve(t, api.Config{RateLimit: 0}, nil)
+	for range 50 {
+		if status := send(t, "POST", base+"/v1/replications/0190a4c6-0000-7000-8000-000000000000/cancel", portalToken, ""); status != http.StatusNotFound {
+			t.Fatalf("cancel with no limit = %d", status)
+		}
+	}
 }
