@@ -49,17 +49,54 @@ const eventsRoute = "/v1/replications/{id}/events"
 // that stops reading cannot hold a connection and its goroutine for ever.
 // The server has no WriteTimeout because event streams must outlive any
 // such bound; streams are therefore exempt here and bound their own
-// lifetime.
+// lifetime. The deadline starts with the answer's first write, not with
+// the request: time spent waiting for a slow body (answered 408 once the
+// server's ReadTimeout ends it) must not use up the time to write.
 func (s *Server) writeDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.streams(r) {
-			// Writers that cannot set deadlines (test recorders) answer
-			// ErrNotSupported; there is nothing to bound then.
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.writeTimeout))
+		if s.streams(r) {
+			next.ServeHTTP(w, r)
+			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(&deadlineWriter{ResponseWriter: w, timeout: s.writeTimeout}, r)
 	})
 }
+
+// deadlineWriter sets the connection's write deadline when the answer
+// begins.
+type deadlineWriter struct {
+	http.ResponseWriter
+	timeout time.Duration
+	armed   bool
+}
+
+func (d *deadlineWriter) arm() {
+	if !d.armed {
+		d.armed = true
+		// Writers that cannot set deadlines (test recorders) answer
+		// ErrNotSupported; there is nothing to bound then.
+		_ = http.NewResponseController(d.ResponseWriter).SetWriteDeadline(time.Now().Add(d.timeout))
+	}
+}
+
+func (d *deadlineWriter) WriteHeader(code int) {
+	d.arm()
+	d.ResponseWriter.WriteHeader(code)
+}
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	d.arm()
+	return d.ResponseWriter.Write(b)
+}
+
+// Flush lets handlers that assert http.Flusher flush through the wrapper.
+func (d *deadlineWriter) Flush() {
+	d.arm()
+	_ = http.NewResponseController(d.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 // streams reports whether r asks for a server-sent event stream on the
 // route that serves one.
