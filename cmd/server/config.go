@@ -46,6 +46,9 @@ type config struct {
 	PropagationTimeout time.Duration
 	// TrustConditions adds the confused-deputy conditions to trust policies.
 	TrustConditions bool
+	// RateLimit is how many requests that change state each API caller may
+	// send a minute; 0 sets no limit.
+	RateLimit int
 }
 
 // defaultDatabaseURL matches a local Postgres with trust auth.
@@ -92,6 +95,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if cfg.Workers, err = strconv.Atoi(env("BB_WORKERS", strconv.Itoa(provision.DefaultWorkers))); err != nil || cfg.Workers < 0 {
 		errs = append(errs, fmt.Errorf("BB_WORKERS: want a whole number, 0 or more, got %q", getenv("BB_WORKERS")))
 	}
+	if cfg.RateLimit, err = strconv.Atoi(env("BB_RATE_LIMIT", "600")); err != nil || cfg.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("BB_RATE_LIMIT: want changes per caller per minute, a whole number (0 for no limit), got %q", getenv("BB_RATE_LIMIT")))
+	}
 	if cfg.TrustConditions, err = strconv.ParseBool(env("BB_TRUST_CONDITIONS", "false")); err != nil {
 		errs = append(errs, fmt.Errorf("BB_TRUST_CONDITIONS: want true or false, got %q", getenv("BB_TRUST_CONDITIONS")))
 	}
@@ -108,8 +114,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		return cfg, err
 	}
 
-	if u, err := url.Parse(cfg.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		errs = append(errs, errors.New("DATABASE_URL: want a postgres:// URL"))
+	if _, ok := maskDatabaseURL(cfg.DatabaseURL); !ok {
+		errs = append(errs, errors.New("DATABASE_URL: want a postgres:// URL or a keyword/value connection string such as \"host=db dbname=bucketbridge\""))
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("BB_LISTEN: want host:port such as :8080, got %q", cfg.Listen))
@@ -156,17 +162,12 @@ func parseTokens(v string) (api.Tokens, error) {
 	return tokens, nil
 }
 
-// LogValue masks the database password and the API tokens so the config
-// can be logged.
+// LogValue masks every secret of the database connection string and the
+// API tokens so the config can be logged.
 func (c config) LogValue() slog.Value {
-	db := "(unparseable)"
-	if u, err := url.Parse(c.DatabaseURL); err == nil {
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		db = u.Redacted()
+	db, ok := maskDatabaseURL(c.DatabaseURL)
+	if !ok {
+		db = "(unparseable)"
 	}
 	callers := make([]string, 0, len(c.Tokens))
 	for _, name := range c.Tokens {
@@ -191,6 +192,228 @@ func (c config) LogValue() slog.Value {
 		slog.String("verify_timeout", c.VerifyTimeout.String()),
 		slog.String("propagation_timeout", c.PropagationTimeout.String()),
 		slog.Bool("trust_conditions", c.TrustConditions),
+		slog.Int("rate_limit", c.RateLimit),
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 	)
+}
+
+// mask replaces a secret in a logged connection string.
+const mask = "xxxxx"
+
+// maskDatabaseURL returns the connection string with every value that may
+// be a secret masked, and whether it reads as one. It splits the string
+// exactly as pgx does, which follows libpq: a postgres:// or postgresql://
+// URL (userinfo up to the first '@' before any '/', hosts, path, then
+// '&'-separated query pairs), or else keyword=value pairs, values
+// unquoted or in single quotes with backslash escapes. Splitting it any
+// other way (net/url's, say) would leave some spellings of a password in
+// clear, e.g. one holding '#' or '?'.
+// https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING
+func maskDatabaseURL(s string) (string, bool) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return "", false
+	}
+	for _, scheme := range []string{"postgresql://", "postgres://"} {
+		if rest, ok := strings.CutPrefix(s, scheme); ok {
+			return maskURL(scheme, rest)
+		}
+	}
+	return maskKeywordValue(s)
+}
+
+// secretParam reports whether a connection parameter may carry a secret:
+// password and sslpassword, libpq's OAuth client secret, anything named like
+// a password, secret or token, and sslkey when it holds the key itself
+// rather than a file's path. passfile, sslcert and sslrootcert are paths or
+// public certificates.
+func secretParam(key, value string) bool {
+	k := strings.ToLower(key)
+	switch {
+	case k == "passfile":
+		return false
+	case strings.Contains(k, "password"), strings.Contains(k, "secret"), strings.Contains(k, "token"):
+		return true
+	case k == "sslkey":
+		return strings.Contains(value, "-----BEGIN") || strings.ContainsAny(value, "\n\r")
+	}
+	return false
+}
+
+// maskURL masks the userinfo password and secret query values of the URL
+// form; rest is what follows the scheme.
+func maskURL(scheme, rest string) (string, bool) {
+	var b strings.Builder
+	b.WriteString(scheme)
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		user, _, hasPassword := strings.Cut(rest[:i], ":")
+		switch {
+		case strings.ContainsAny(user, "?&="):
+			// A query before the '@' is still userinfo to libpq; it is
+			// no place for a user name, so it is shown as nothing.
+			b.WriteString(mask)
+		case hasPassword:
+			b.WriteString(user + ":" + mask)
+		default:
+			b.WriteString(user)
+		}
+		b.WriteByte('@')
+		rest = rest[i+1:]
+	}
+	if hosts, _, _ := strings.Cut(rest, "/"); strings.Contains(hosts, "@") {
+		// libpq ends the userinfo at the first '@', so a second one means
+		// a password with an '@' not written as %40: the rest of it would
+		// be shown, and used, as a host name.
+		return "", false
+	}
+	// Hosts: bracketed IPv6 addresses may hold any byte but ']'.
+	for {
+		if strings.HasPrefix(rest, "[") {
+			end := strings.IndexByte(rest, ']')
+			if end < 0 {
+				return "", false
+			}
+			b.WriteString(rest[:end+1])
+			rest = rest[end+1:]
+		} else {
+			i := strings.IndexAny(rest, ":/?,")
+			if i < 0 {
+				i = len(rest)
+			}
+			b.WriteString(rest[:i])
+			rest = rest[i:]
+		}
+		if strings.HasPrefix(rest, ":") {
+			i := strings.IndexAny(rest[1:], "/?,")
+			if i < 0 {
+				i = len(rest) - 1
+			}
+			b.WriteString(rest[:i+1])
+			rest = rest[i+1:]
+		}
+		if !strings.HasPrefix(rest, ",") {
+			break
+		}
+		b.WriteByte(',')
+		rest = rest[1:]
+	}
+	if strings.HasPrefix(rest, "/") {
+		i := strings.IndexByte(rest, '?')
+		if i < 0 {
+			i = len(rest)
+		}
+		b.WriteString(rest[:i])
+		rest = rest[i:]
+	}
+	if rest == "" || rest == "?" {
+		return b.String() + rest, true
+	}
+	if !strings.HasPrefix(rest, "?") {
+		return "", false
+	}
+	b.WriteByte('?')
+	for i, pair := range strings.Split(rest[1:], "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		rawKey, rawValue, ok := strings.Cut(pair, "=")
+		if !ok {
+			return "", false
+		}
+		key, err := url.PathUnescape(strings.Trim(rawKey, " "))
+		if err != nil || !paramName(key) {
+			return "", false
+		}
+		value, err := url.PathUnescape(strings.Trim(rawValue, " "))
+		if err != nil || secretParam(key, value) {
+			// A pair pgx cannot decode stops it from starting; shown
+			// masked all the same, since it may be a password.
+			b.WriteString(rawKey + "=" + mask)
+			continue
+		}
+		b.WriteString(pair)
+	}
+	return b.String(), true
+}
+
+// maskKeywordValue masks secret values of the keyword/value form
+// ("host=db password='s3 cret'"), keeping every other pair as written.
+func maskKeywordValue(s string) (string, bool) {
+	const space = " \t\n\r\v\f"
+	var pairs []string
+	s = strings.TrimLeft(s, space)
+	for s != "" {
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 {
+			return "", false
+		}
+		key := strings.Trim(s[:eq], space)
+		if !paramName(key) {
+			return "", false
+		}
+		s = strings.TrimLeft(s[eq+1:], space)
+		var raw, value string
+		if strings.HasPrefix(s, "'") {
+			end := 1
+			for ; end < len(s) && s[end] != '\''; end++ {
+				if s[end] == '\\' {
+					end++
+				}
+			}
+			if end >= len(s) {
+				return "", false // unterminated quote
+			}
+			raw, value = s[:end+1], unescapeConnValue(s[1:end])
+			s = s[end+1:]
+		} else {
+			end := 0
+			for ; end < len(s) && !strings.ContainsRune(space, rune(s[end])); end++ {
+				if s[end] == '\\' {
+					end++
+				}
+			}
+			end = min(end, len(s))
+			raw, value = s[:end], unescapeConnValue(s[:end])
+			s = s[end:]
+		}
+		s = strings.TrimLeft(s, space)
+		if secretParam(key, value) {
+			raw = mask
+		}
+		pairs = append(pairs, key+"="+raw)
+	}
+	if len(pairs) == 0 {
+		return "", false
+	}
+	return strings.Join(pairs, " "), true
+}
+
+// paramName reports whether key can name a connection parameter: libpq's
+// keywords and Postgres settings are letters, digits, '_' and '.'. Other
+// keys are refused, so nothing that is not a parameter (a mistyped URL, a
+// password pasted in the wrong place) is ever logged as one.
+func paramName(key string) bool {
+	if key == "" {
+		return false
+	}
+	for _, c := range []byte(key) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// unescapeConnValue drops the backslash before each escaped character.
+func unescapeConnValue(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' {
+			i++
+			if i == len(s) {
+				break
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI,
-		Tokens: cfg.Tokens, TrustConditions: cfg.TrustConditions, Registry: reg})
+		Tokens: cfg.Tokens, TrustConditions: cfg.TrustConditions, Registry: reg, RateLimit: cfg.RateLimit})
 	if err != nil {
 		return err
 	}

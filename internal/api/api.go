@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/httprate"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bucketbridge/bucketbridge/internal/provision"
@@ -51,6 +52,12 @@ type Config struct {
 	// Registry receives the API's metrics and is served at /metrics with
 	// whatever else is registered there (the worker pool's); nil makes one.
 	Registry *prometheus.Registry
+	// RateLimit is how many requests that change state each caller may
+	// send a minute (BB_RATE_LIMIT); 0 sets no limit.
+	RateLimit int
+	// WriteTimeout bounds writing any answer but an event stream; 30s when
+	// zero.
+	WriteTimeout time.Duration
 }
 
 // Server serves the HTTP API.
@@ -64,7 +71,10 @@ type Server struct {
 	trust   bool
 	metrics *httpMetrics
 	gather  prometheus.Gatherer
-	router  chi.Router
+	limiter *httprate.RateLimiter // nil when there is no rate limit
+	// writeTimeout bounds writing an answer that is not a stream.
+	writeTimeout time.Duration
+	router       chi.Router
 }
 
 // New builds the API's handler.
@@ -83,7 +93,13 @@ func New(cfg Config) (*Server, error) {
 		ready:   cmp.Or(cfg.ReadyTimeout, 2*time.Second),
 		tokens:  cfg.Tokens,
 		trust:   cfg.TrustConditions,
+
+		writeTimeout: cmp.Or(cfg.WriteTimeout, 30*time.Second),
 	}
+	if cfg.RateLimit < 0 {
+		return nil, errors.New("api: Config.RateLimit must be 0 (no limit) or more")
+	}
+	s.limiter = s.newRateLimiter(cfg.RateLimit)
 	reg := cfg.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -101,7 +117,7 @@ func (s *Server) Routes() chi.Routes { return s.router }
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.recoverer, s.logRequests, s.metrics.instrument)
+	r.Use(s.writeDeadline, requestID, s.recoverer, s.logRequests, s.metrics.instrument)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, &problem{Status: http.StatusNotFound, Title: "Not Found", Detail: "no route for " + r.URL.Path})
 	})
@@ -118,14 +134,18 @@ func (s *Server) routes() chi.Router {
 
 	r.Route("/v1/replications", func(r chi.Router) {
 		r.Use(s.authenticate)
-		r.Post("/", s.createReplication)
 		r.Get("/", s.listReplications)
 		r.Get("/{id}", s.getReplication)
 		r.Get("/{id}/steps", s.listSteps)
 		r.Get("/{id}/events", s.listEvents)
-		r.Delete("/{id}", s.deprovisionReplication)
-		r.Post("/{id}/cancel", s.cancelReplication)
-		r.Post("/{id}/retry", s.retryReplication)
+		// Every route that changes state spends the caller's rate limit.
+		r.Group(func(r chi.Router) {
+			r.Use(s.limitChanges)
+			r.Post("/", s.createReplication)
+			r.Delete("/{id}", s.deprovisionReplication)
+			r.Post("/{id}/cancel", s.cancelReplication)
+			r.Post("/{id}/retry", s.retryReplication)
+		})
 	})
 	return r
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // httpMetrics counts API requests by route pattern (never by raw path, so
-// ids do not make new series).
+// ids do not make new series), method and status, each of which takes a
+// bounded set of values whatever clients send.
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	seconds  *prometheus.HistogramVec
@@ -50,9 +51,31 @@ func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 				route = strings.TrimSuffix(route, "/")
 			}
 		}
-		m.requests.WithLabelValues(r.Method, route, strconv.Itoa(ww.Status())).Inc()
-		m.seconds.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+		method := methodLabel(r.Method)
+		m.requests.WithLabelValues(method, route, statusLabel(ww.Status())).Inc()
+		m.seconds.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 	})
+}
+
+// methodLabel keeps the methods of RFC 9110 and folds every other token a
+// client may send into OTHER: each label value is a series kept for the
+// life of the process, so a label a client chooses must take few values.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
+}
+
+// statusLabel is the response's status code; the handlers choose it, but
+// anything outside the codes HTTP defines is folded too.
+func statusLabel(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code)
 }
 
 func metricsHandler(g prometheus.Gatherer) http.Handler {

@@ -134,8 +134,8 @@ func parseFilter(r *http.Request) (provision.Filter, error) {
 		}
 		f.States = append(f.States, st)
 	}
-	if provision.HasControl(f.Ticket) {
-		ve.Errors = append(ve.Errors, provision.FieldError{Field: "ticket", Message: "must not contain control characters"})
+	if msg := ticketFilterProblem(f.Ticket); msg != "" {
+		ve.Errors = append(ve.Errors, provision.FieldError{Field: "ticket", Message: msg})
 	}
 	if f.AccountID != "" && !provision.ValidAccountID(f.AccountID) {
 		ve.Errors = append(ve.Errors, provision.FieldError{Field: "account_id", Message: "must be a 12-digit AWS account ID"})

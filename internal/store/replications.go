@@ -313,6 +313,18 @@ func encodeCursor(t time.Time, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(t.UnixMicro(), 10) + "_" + id))
 }
 
+// Cursor times are bounded to the years 1 through 9999 (in microseconds
+// since the Unix epoch): every row's created_at lies well inside, and
+// Postgres refuses timestamps outside its own range (4713 BC to 294276 AD)
+// with an error that is not the caller's to see.
+const (
+	minCursorMicros = -62135596800000000 // 0001-01-01T00:00:00Z
+	maxCursorMicros = 253402300799999999 // 9999-12-31T23:59:59.999999Z
+)
+
+// decodeCursor reads a position written by encodeCursor. Anything else,
+// including a forged position that would decode to a time Postgres cannot
+// hold or an alternative spelling of a valid one, is ErrBadCursor.
 func decodeCursor(c string) (time.Time, uuid.UUID, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(c)
 	if err != nil {
@@ -323,14 +335,20 @@ func decodeCursor(c string) (time.Time, uuid.UUID, error) {
 		return time.Time{}, uuid.UUID{}, provision.ErrBadCursor
 	}
 	n, err := strconv.ParseInt(micros, 10, 64)
-	if err != nil {
+	if err != nil || n < minCursorMicros || n > maxCursorMicros {
 		return time.Time{}, uuid.UUID{}, provision.ErrBadCursor
 	}
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return time.Time{}, uuid.UUID{}, provision.ErrBadCursor
 	}
-	return time.UnixMicro(n), uid, nil
+	t := time.UnixMicro(n)
+	// Only the spelling encodeCursor writes is accepted, so a cursor names
+	// one position and nothing else ("+1", "01", braces around the id …).
+	if encodeCursor(t, uid.String()) != c {
+		return time.Time{}, uuid.UUID{}, provision.ErrBadCursor
+	}
+	return t, uid, nil
 }
 
 const (
