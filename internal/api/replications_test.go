@@ -138,6 +138,9 @@ func TestCreateValidation(t *testing.T) {
 			b["rule"] = map[string]any{"prefix": strings.Repeat("p", 1000)}
 		}), []string{"rule.prefix"}},
 		{"NUL in ticket", mutate(func(b map[string]any) { b["ticket"] = "OPS\u0000-1" }), []string{"ticket"}},
+		{"ticket over 256 characters", mutate(func(b map[string]any) { b["ticket"] = strings.Repeat("é", 257) }), []string{"ticket"}},
+		{"next line in callback", mutate(func(b map[string]any) { b["callback_url"] = "https://hooks.example.com/\u0085x" }),
+			[]string{"callback_url"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := f.do("POST", "/v1/replications", tc.body)
@@ -148,6 +151,16 @@ func TestCreateValidation(t *testing.T) {
 				t.Errorf("fields (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestTicketLimitCountsCharacters(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	b := request("demo-source")
+	b["ticket"] = strings.Repeat("é", 256) // 512 bytes
+	if r := f.do("POST", "/v1/replications", b); r.status != http.StatusAccepted {
+		t.Errorf("a ticket of 256 two-byte characters = %d %s, want 202", r.status, r.body)
 	}
 }
 

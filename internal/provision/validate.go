@@ -72,7 +72,7 @@ func (s Spec) Validate() error {
 	if !slices.Contains(StorageClasses, s.Rule.StorageClass) {
 		v.add("rule.storage_class", "must be one of %s", strings.Join(StorageClasses, ", "))
 	}
-	if len(s.Ticket) > maxTicket {
+	if utf8.RuneCountInString(s.Ticket) > maxTicket {
 		v.add("ticket", "must be at most %d characters", maxTicket)
 	} else if HasControl(s.Ticket) {
 		v.add("ticket", "must not contain control characters")
@@ -146,7 +146,10 @@ func checkBucketName(name string) string {
 // service, private ranges) or their well-known names are refused.
 func checkCallbackURL(raw string) string {
 	if len(raw) > maxCallbackURL {
-		return "must be at most 2048 characters"
+		return "must be at most 2048 bytes"
+	}
+	if HasControl(raw) {
+		return "must not contain control characters"
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
