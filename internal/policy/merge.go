@@ -127,17 +127,6 @@ func PutRolePolicy(policies map[string]Document, p NamedPolicy) (map[string]Docu
 	return out, nil
 }
 
-// DeleteRolePolicy returns the role's inline policies without the one named name. When the
-// result is empty and bucketbridge created the role, the role can be deleted.
-func DeleteRolePolicy(policies map[string]Document, name string) map[string]Document {
-	out := maps.Clone(policies)
-	delete(out, name)
-	if out == nil {
-		out = map[string]Document{}
-	}
-	return out
-}
-
 // RoleConflictError says that the source bucket's replication configuration already names
 // another role: S3 allows one role per configuration, so the request must adopt that role
 // (give it the inline policy and use it in the documents) and merge again.
