@@ -42,6 +42,11 @@ type Input struct {
 	// RoleName is the replication role's name; "" means [RoleName] of the source bucket. Set it
 	// when the source bucket's configuration already names a role that bucketbridge adopts.
 	RoleName string
+	// AdoptedRoleARN is the full ARN, path included, of the role that the source bucket's
+	// configuration names and bucketbridge adopts. When set it is ROLE, and RoleName is not
+	// used: roles the S3 console creates live under /service-role/, and an ARN built from the
+	// name alone would name no role.
+	AdoptedRoleARN string
 }
 
 // Findings are what the preflight (inspect_source, inspect_destination) found that changes
@@ -117,8 +122,11 @@ func (in Input) Validate() error {
 	return nil
 }
 
-// RoleARN returns ROLE, the replication role's ARN.
+// RoleARN returns ROLE, the replication role's ARN, path included.
 func (in Input) RoleARN() string {
+	if in.AdoptedRoleARN != "" {
+		return in.AdoptedRoleARN
+	}
 	name := in.RoleName
 	if name == "" {
 		name = RoleName(in.Source.Bucket)
