@@ -17,10 +17,20 @@ const (
 	DemoSourceAccount = "111111111111"
 	// DemoSourceRegion is the region of the source side.
 	DemoSourceRegion = "us-east-1"
-	// DemoSourceBucket is versioned and encrypted by DemoSourceKey.
+	// DemoSourceBucket is versioned; its default encryption is SSE-KMS with
+	// DemoSourceKey and S3 Bucket Keys.
 	DemoSourceBucket = "demo-source"
 	// DemoSourceKey is a customer-managed key with the default key policy.
 	DemoSourceKey = "arn:aws:kms:us-east-1:111111111111:key/11111111-1111-4111-8111-111111111111"
+	// DemoSourceSSES3Bucket is versioned; its default encryption is SSE-S3,
+	// S3's default since January 2023.
+	DemoSourceSSES3Bucket = "demo-source-sse-s3"
+	// DemoSourceOtherKeyBucket is versioned; its default encryption is
+	// SSE-KMS with DemoSourceOtherKey.
+	DemoSourceOtherKeyBucket = "demo-source-other-key"
+	// DemoSourceOtherKey is a second customer-managed key of the source
+	// account, with the default key policy.
+	DemoSourceOtherKey = "arn:aws:kms:us-east-1:111111111111:key/33333333-3333-4333-8333-333333333333"
 
 	// DemoDestinationAccount holds the destination buckets and key, in
 	// DemoDestinationRegion.
@@ -69,8 +79,11 @@ func (c *Cloud) SeedDemo(provisionerRole, externalID string) {
 		c.AddRole(acct, provisionerRole, ProvisionerTrustPolicy(DemoServiceAccount, externalID), nil)
 	}
 	c.AddKey(DemoSourceAccount, DemoSourceRegion, KeyOptions{ID: "11111111-1111-4111-8111-111111111111", Description: "demo source key"})
+	c.AddKey(DemoSourceAccount, DemoSourceRegion, KeyOptions{ID: "33333333-3333-4333-8333-333333333333", Description: "demo source key of demo-source-other-key"})
 	c.AddKey(DemoDestinationAccount, DemoDestinationRegion, KeyOptions{ID: "22222222-2222-4222-8222-222222222222", Description: "demo destination key"})
-	must(c.AddBucket(DemoSourceAccount, DemoSourceRegion, DemoSourceBucket, BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceKey}))
+	must(c.AddBucket(DemoSourceAccount, DemoSourceRegion, DemoSourceBucket, BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceKey, BucketKey: true}))
+	must(c.AddBucket(DemoSourceAccount, DemoSourceRegion, DemoSourceSSES3Bucket, BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled}))
+	must(c.AddBucket(DemoSourceAccount, DemoSourceRegion, DemoSourceOtherKeyBucket, BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceOtherKey}))
 	must(c.AddBucket(DemoDestinationAccount, DemoDestinationRegion, DemoDestinationBucket, BucketOptions{
 		Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoDestinationKey, Policy: DemoDestinationPolicy,
 	}))
