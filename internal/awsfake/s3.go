@@ -491,8 +491,8 @@ func (s *S3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3
 		}
 		// Without encryption headers the bucket's default applies: SSE-S3,
 		// or SSE-KMS with the default key and the default's Bucket Key
-		// setting. An SSE-KMS header without a Bucket Key header also takes
-		// the bucket's setting.
+		// setting. An SSE-KMS object without a Bucket Key header takes the
+		// bucket's setting.
 		// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-encryption.html
 		// and https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-key.html
 		kmsKey, bucketKey := b.defaultKMSKey()
@@ -509,6 +509,9 @@ func (s *S3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3
 			o.sse = in.ServerSideEncryption
 		case kmsKey != "":
 			o.sse = s3types.ServerSideEncryptionAwsKms
+			if in.BucketKeyEnabled != nil {
+				bucketKey = *in.BucketKeyEnabled
+			}
 		case b.encryption != nil:
 			o.sse = s3types.ServerSideEncryptionAes256
 		}
