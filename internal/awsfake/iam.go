@@ -300,8 +300,7 @@ func (m *IAM) PutRolePolicy(ctx context.Context, in *iam.PutRolePolicyInput, _ .
 			}
 		}
 		if size > maxRoleInlinePolicySize {
-			// IAM's answer, as seen for example in
-			// https://github.com/ExpediaGroup/apiary-data-lake/issues/173
+			// IAM's answer, word for word.
 			return nil, typed(http.StatusConflict, &iamtypes.LimitExceededException{Message: aws.String("Maximum policy size of 10240 bytes exceeded for role " + r.name)})
 		}
 		r.inline[name] = doc

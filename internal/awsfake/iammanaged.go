@@ -93,10 +93,8 @@ func limitExceeded(msg string) error {
 }
 
 // checkManagedDocument validates a managed policy document as IAM does:
-// the grammar of an identity policy (no principal) and the size quota.
-// The quota's message is IAM's, as seen for example in
-// https://github.com/docker/docs/issues/5815 ("Cannot exceed quota for
-// PolicySize: 6144").
+// the grammar of an identity policy (no principal) and the size quota,
+// answered with IAM's message ("Cannot exceed quota for PolicySize: 6144").
 func checkManagedDocument(doc string) error {
 	d, err := parsePolicy(doc, false)
 	if err != nil {
@@ -197,11 +195,10 @@ func (m *IAM) GetPolicyVersion(ctx context.Context, in *iam.GetPolicyVersionInpu
 }
 
 // CreatePolicyVersion adds a version to a managed policy, the default one
-// when SetAsDefault. A policy keeps at most 5 versions: the sixth answers
-// LimitExceeded with IAM's message, as seen for example in
-// https://github.com/getmoto/moto/blob/master/moto/iam/models.py
-// (create_policy_version) and in the IAM User Guide, "Versioning IAM
-// policies" (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_managed-versioning.html).
+// when SetAsDefault. A policy keeps at most 5 versions (IAM User Guide,
+// "Versioning IAM policies",
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_managed-versioning.html):
+// the sixth answers LimitExceeded with IAM's message.
 func (m *IAM) CreatePolicyVersion(ctx context.Context, in *iam.CreatePolicyVersionInput, _ ...func(*iam.Options)) (*iam.CreatePolicyVersionOutput, error) {
 	return do(ctx, m.c, m.caller, svcIAM, "CreatePolicyVersion", func() (*iam.CreatePolicyVersionOutput, error) {
 		p, err := m.policyLocked(in.PolicyArn)
@@ -230,7 +227,7 @@ func (m *IAM) CreatePolicyVersion(ctx context.Context, in *iam.CreatePolicyVersi
 
 // DeletePolicyVersion deletes a version that is not the default one
 // (DeleteConflict "Cannot delete the default version of a policy.", IAM's
-// message, as seen for example in https://github.com/byu-oit/handel/issues/140).
+// message).
 func (m *IAM) DeletePolicyVersion(ctx context.Context, in *iam.DeletePolicyVersionInput, _ ...func(*iam.Options)) (*iam.DeletePolicyVersionOutput, error) {
 	return do(ctx, m.c, m.caller, svcIAM, "DeletePolicyVersion", func() (*iam.DeletePolicyVersionOutput, error) {
 		p, err := m.policyLocked(in.PolicyArn)
@@ -284,9 +281,8 @@ func paginate[T any](items []T, marker *string, maxItems *int32) ([]T, bool, *st
 
 // AttachRolePolicy attaches a managed policy of the account to a role;
 // attaching it again changes nothing. A role holds at most 10 managed
-// policies: the eleventh answers LimitExceeded with IAM's message, as seen
-// for example in https://github.com/spectrocloud/librarium (troubleshooting,
-// "Cannot exceed quota for PoliciesPerRole: 10").
+// policies (IAM's default quota): the eleventh answers LimitExceeded with
+// IAM's message, "Cannot exceed quota for PoliciesPerRole: 10".
 func (m *IAM) AttachRolePolicy(ctx context.Context, in *iam.AttachRolePolicyInput, _ ...func(*iam.Options)) (*iam.AttachRolePolicyOutput, error) {
 	return do(ctx, m.c, m.caller, svcIAM, "AttachRolePolicy", func() (*iam.AttachRolePolicyOutput, error) {
 		r, err := m.roleLocked(in.RoleName)
@@ -350,8 +346,9 @@ func (m *IAM) ListAttachedRolePolicies(ctx context.Context, in *iam.ListAttached
 
 // DeletePolicy deletes a managed policy that is attached to nothing and has
 // no version but its default one; DeleteConflict otherwise, with IAM's
-// messages, as seen for example in https://github.com/rebuy-de/aws-nuke/issues/1
-// and https://github.com/hashicorp/terraform-provider-aws (iam_policy_attachment).
+// messages (IAM API Reference, DeletePolicy: "you must delete all the
+// policy's versions" first and detach it from every entity,
+// https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeletePolicy.html).
 func (m *IAM) DeletePolicy(ctx context.Context, in *iam.DeletePolicyInput, _ ...func(*iam.Options)) (*iam.DeletePolicyOutput, error) {
 	return do(ctx, m.c, m.caller, svcIAM, "DeletePolicy", func() (*iam.DeletePolicyOutput, error) {
 		p, err := m.policyLocked(in.PolicyArn)

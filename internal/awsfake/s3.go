@@ -248,8 +248,8 @@ func (s *S3) PutBucketPolicy(ctx context.Context, in *s3.PutBucketPolicyInput, _
 		}
 		doc := aws.ToString(in.Policy)
 		if compactLen(doc) > maxBucketPolicySize {
-			// The answer of S3-compatible stores (MinIO's error table, which
-			// follows S3's); S3's own error list does not document it.
+			// The answer S3-compatible stores give, following S3; S3's own
+			// list of error codes does not document this one.
 			return nil, newErr(http.StatusBadRequest, "PolicyTooLarge", "Policy exceeds the maximum allowed document size.")
 		}
 		malformed := func(msg string) error { return newErr(http.StatusBadRequest, "MalformedPolicy", "%s", msg) }
@@ -273,8 +273,8 @@ func (s *S3) PutBucketPolicy(ctx context.Context, in *s3.PutBucketPolicyInput, _
 		if bad := s.c.invalidPrincipalLocked(d, true); bad != "" {
 			// S3's answer to a principal it cannot resolve, above all the
 			// unique ID (AROA…) a deleted role leaves behind; see S3 User
-			// Guide, "Specifying a principal in a policy", and e.g.
-			// https://github.com/ministryofjustice/analytical-platform/pull/4932
+			// Guide, "Specifying a principal in a policy",
+			// https://docs.aws.amazon.com/AmazonS3/latest/userguide/s3-bucket-user-policy-specifying-principal-intro.html
 			return nil, malformed("Invalid principal in policy")
 		}
 		b.policy = doc

@@ -64,11 +64,15 @@ type ManagedPolicy struct {
 
 // RolePolicies are every permission document bucketbridge keeps on a replication role.
 //
-// A step converges the role on them: it puts Inline, creates or updates (a new default
-// version) and attaches every Managed policy, then deletes the inline policies and detaches
-// and deletes the managed policies whose names bucketbridge owns ([IsOwnedPolicyName]) and
-// that are not listed. Writing every listed document before removing anything keeps each
-// prefix granted throughout, wherever the packing moved it.
+// A step converges the role on them: it writes every listed policy in the order
+// [RoleWriteOrder] gives (an inline one with PutRolePolicy; a managed one with CreatePolicy,
+// or CreatePolicyVersion as the default version after deleting the oldest non-default one when
+// five exist, and AttachRolePolicy), then deletes the inline policies and detaches and deletes
+// the managed policies whose names bucketbridge owns ([IsOwnedPolicyName]) and that are not
+// listed. That order keeps every prefix granted throughout, wherever the packing moved its
+// grants. Policies of the old scheme (one inline policy per destination and prefix) are among
+// those deleted last; when they leave too little of the inline budget, the new inline policy
+// cannot be written before they go, so count them in OtherInlineChars for that one run.
 type RolePolicies struct {
 	// Inline are the role's inline policies (at most one, [RoleInlinePolicyName]).
 	Inline []NamedPolicy `json:"inline"`
