@@ -245,11 +245,8 @@ func SyncStatements(current Document, sids []string, want []Statement) (Sync, er
 		switch {
 		case slices.Contains(sids, st.Sid):
 			w, ok := wanted[st.Sid]
-			if placed[st.Sid] {
-				ok = false
-			}
 			res.Dropped = append(res.Dropped, droppedFrom(st, w, ok)...)
-			if ok {
+			if ok && !placed[st.Sid] {
 				kept = append(kept, cloneStatement(w))
 				placed[st.Sid] = true
 			}
