@@ -244,7 +244,15 @@ func (b roleBuilder) entries() []roleEntry {
 // fit returns how many of entries, from the first, fit in one document of at most max
 // characters. A document only grows as entries are added, so a binary search finds it.
 func (b roleBuilder) fit(entries []roleEntry, common bool, max int) int {
-	lo, hi := 0, len(entries) // fits(lo) holds; find the largest
+	// Every entry takes at least its quoted value and a comma (the first no
+	// comma): no more than hi entries can fit, which keeps the documents
+	// tried small.
+	hi, size := 0, -1
+	for hi < len(entries) && size <= max {
+		size += len(entries[hi].value) + 3
+		hi++
+	}
+	lo := 0 // fits(lo) holds; find the largest
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
 		if PolicyChars(b.document(entries[:mid], common)) <= max {
