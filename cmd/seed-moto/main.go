@@ -289,7 +289,7 @@ func (s *seeder) bucket(ctx context.Context, b awsfake.DemoBucket, keyARN string
 	if err != nil || !encryptedWith(enc.ServerSideEncryptionConfiguration, want) {
 		if _, err := c.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: name, ExpectedBucketOwner: owner,
 			ServerSideEncryptionConfiguration: &s3types.ServerSideEncryptionConfiguration{Rules: []s3types.ServerSideEncryptionRule{{
-				ApplyServerSideEncryptionByDefault: &want, BucketKeyEnabled: aws.Bool(false),
+				ApplyServerSideEncryptionByDefault: &want, BucketKeyEnabled: aws.Bool(b.BucketKey),
 			}}}}); err != nil {
 			return fmt.Errorf("put default encryption of %s: %w", b.Name, err)
 		}

@@ -297,10 +297,11 @@ func TestRunPrintsTheDemoKeys(t *testing.T) {
 	if outs[0] != outs[1] {
 		t.Errorf("second run printed\n%s\nafter\n%s", outs[1], outs[0])
 	}
-	want := regexp.MustCompile(`^DEMO_SOURCE_KEY=arn:aws:kms:` + awsfake.DemoSourceRegion + `:` + awsfake.DemoSourceAccount + `:key/[0-9a-f-]{36}\n` +
+	src := `arn:aws:kms:` + awsfake.DemoSourceRegion + `:` + awsfake.DemoSourceAccount + `:key/[0-9a-f-]{36}\n`
+	want := regexp.MustCompile(`^DEMO_SOURCE_KEY=` + src + `DEMO_SOURCE_OTHER_KEY=` + src +
 		`DEMO_DESTINATION_KEY=arn:aws:kms:` + awsfake.DemoDestinationRegion + `:` + awsfake.DemoDestinationAccount + `:key/[0-9a-f-]{36}\n$`)
 	if !want.MatchString(outs[0]) {
-		t.Errorf("run printed\n%s\nwant DEMO_SOURCE_KEY and DEMO_DESTINATION_KEY lines", outs[0])
+		t.Errorf("run printed\n%s\nwant a line per demo key", outs[0])
 	}
 }
 

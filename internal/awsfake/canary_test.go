@@ -48,7 +48,7 @@ func correctDocs() canaryDocs {
 		bucketPolicy: []string{
 			`{"Sid":"DenyInsecureTransport","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::demo-destination","arn:aws:s3:::demo-destination/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}`,
 			`{"Sid":"BucketbridgeReplicaObjects","Effect":"Allow","Principal":{"AWS":["` + role + `"]},"Action":["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"],"Resource":"arn:aws:s3:::demo-destination/*"}`,
-			`{"Sid":"BucketbridgeReplicaBucket","Effect":"Allow","Principal":{"AWS":["` + role + `"]},"Action":["s3:GetBucketVersioning","s3:PutBucketVersioning"],"Resource":"arn:aws:s3:::demo-destination"}`,
+			`{"Sid":"BucketbridgeReplicaBucket","Effect":"Allow","Principal":{"AWS":["` + role + `"]},"Action":"s3:GetBucketVersioning","Resource":"arn:aws:s3:::demo-destination"}`,
 		},
 	}
 }
@@ -145,15 +145,15 @@ func TestCanaryFailsWithReason(t *testing.T) {
 	}{
 		{"TrustDoesNotAllowS3", func(d *canaryDocs) { d.trust = strings.Replace(d.trust, "s3.amazonaws.com", "ec2.amazonaws.com", 1) }, []string{"AssumeRoleNotPermitted", "trust policy"}},
 		{"RoleDeleted", func(d *canaryDocs) { d.deleteRole = true }, []string{"AssumeRoleNotPermitted", "does not exist"}},
-		{"CannotReadSourceVersion", func(d *canaryDocs) { d.rolePolicy = without(d.rolePolicy, "SourceObjects") }, []string{"SrcGetObjNotPermitted", "s3:GetObjectVersionForReplication"}},
-		{"CannotDecryptSource", func(d *canaryDocs) { d.rolePolicy = without(d.rolePolicy, "DecryptSource") }, []string{"SrcGetObjNotPermitted", "kms:Decrypt", DemoSourceKey}},
+		{"CannotReadSourceVersion", func(d *canaryDocs) { d.rolePolicy = without(d.rolePolicy, "SourceObjects") }, []string{"SrcGetObjectNotPermitted", "s3:GetObjectVersionForReplication"}},
+		{"CannotDecryptSource", func(d *canaryDocs) { d.rolePolicy = without(d.rolePolicy, "DecryptSource") }, []string{"SrcGetObjectNotPermitted", "kms:Decrypt", DemoSourceKey}},
 		{"DecryptConditionWrongRegion", func(d *canaryDocs) {
 			d.rolePolicy[3] = strings.Replace(d.rolePolicy[3], "s3.us-east-1.", "s3.eu-west-1.", 1)
-		}, []string{"SrcGetObjNotPermitted", "kms:Decrypt"}},
-		{"CannotReplicateObject", func(d *canaryDocs) { d.rolePolicy = without(d.rolePolicy, "DestinationObjects") }, []string{"DstPutObjNotPermitted", "s3:ReplicateObject", "identity policy"}},
-		{"CannotEncryptDestination", func(d *canaryDocs) { d.rolePolicy = without(d.rolePolicy, "EncryptDestination") }, []string{"DstPutObjNotPermitted", "kms:Encrypt", DemoDestinationKey}},
-		{"DestinationKeyPolicyMissesRole", func(d *canaryDocs) { d.keyPolicyB = without(d.keyPolicyB, "BucketbridgeReplicaEncrypt") }, []string{"DstPutObjNotPermitted", "kms:Encrypt", "key policy"}},
-		{"DestinationBucketPolicyMissesRole", func(d *canaryDocs) { d.bucketPolicy = without(d.bucketPolicy, "BucketbridgeReplicaObjects") }, []string{"DstPutObjNotPermitted", "s3:ReplicateObject", "bucket policy of demo-destination"}},
+		}, []string{"SrcGetObjectNotPermitted", "kms:Decrypt"}},
+		{"CannotReplicateObject", func(d *canaryDocs) { d.rolePolicy = without(d.rolePolicy, "DestinationObjects") }, []string{"DstPutObjectNotPermitted", "s3:ReplicateObject", "identity policy"}},
+		{"CannotEncryptDestination", func(d *canaryDocs) { d.rolePolicy = without(d.rolePolicy, "EncryptDestination") }, []string{"DstPutObjectNotPermitted", "kms:Encrypt", DemoDestinationKey}},
+		{"DestinationKeyPolicyMissesRole", func(d *canaryDocs) { d.keyPolicyB = without(d.keyPolicyB, "BucketbridgeReplicaEncrypt") }, []string{"DstPutObjectNotPermitted", "kms:Encrypt", "key policy"}},
+		{"DestinationBucketPolicyMissesRole", func(d *canaryDocs) { d.bucketPolicy = without(d.bucketPolicy, "BucketbridgeReplicaObjects") }, []string{"DstPutObjectNotPermitted", "s3:ReplicateObject", "bucket policy of demo-destination"}},
 		{"DestinationVersioningSuspended", func(d *canaryDocs) { d.suspendDestination = true }, []string{"DstBucketUnversioned"}},
 	}
 	for _, tt := range tests {

@@ -44,12 +44,15 @@ type Cloud struct {
 	sessions map[string]session
 	failures map[objectRef]string
 	faults   map[string]*accountFaults
+	// idSeq numbers the IAM entities created, for their unique IDs.
+	idSeq uint64
 }
 
 // account is one AWS account's IAM.
 type account struct {
-	id    string
-	roles map[string]*role // by role name
+	id       string
+	roles    map[string]*role          // by role name
+	policies map[string]*managedPolicy // customer-managed policies, by ARN
 }
 
 // session is what a set of temporary credentials stands for.
@@ -90,7 +93,7 @@ func (c *Cloud) now() time.Time { return c.cfg.NowFunc() }
 func (c *Cloud) accountLocked(id string) *account {
 	a, ok := c.accounts[id]
 	if !ok {
-		a = &account{id: id, roles: map[string]*role{}}
+		a = &account{id: id, roles: map[string]*role{}, policies: map[string]*managedPolicy{}}
 		c.accounts[id] = a
 	}
 	return a

@@ -34,7 +34,34 @@ package awsfake
 //     CreateKey did not set it; AWS and the fake say ENCRYPT_DECRYPT.
 //   - Defaults of new buckets: the fake gives every bucket SSE-S3 default
 //     encryption and Object Ownership BucketOwnerEnforced, as S3 does since
-//     2023; what moto reports is not asserted.
+//     2023; moto reports no default encryption
+//     (ServerSideEncryptionConfigurationNotFoundError). Not asserted.
+//   - Deleted roles: moto forgets a deleted role and leaves its ARN in every
+//     policy; AWS and the fake show the role's unique ID (AROA…) in its place
+//     in bucket, key and trust policies, and refuse to save a policy that
+//     holds such an ID (S3 MalformedPolicy "Invalid principal in policy",
+//     KMS MalformedPolicyDocumentException "Policy contains a statement with
+//     one or more invalid principals."). moto accepts it (fake_test.go).
+//   - Size limits: moto enforces none of AWS's document quotas; the fake
+//     refuses a bucket policy over 20 KB (PolicyTooLarge), a key policy over
+//     32 KB (LimitExceededException), a role's inline policies over 10,240
+//     characters in all and a managed policy over 6,144 characters
+//     (LimitExceeded), and an eleventh managed policy attached to a role
+//     (LimitExceeded "Cannot exceed quota for PoliciesPerRole: 10"), which
+//     moto attaches (fake_test.go). Both stop a policy at 5 versions.
+//   - DeletePolicy: moto deletes a policy still attached, or with versions
+//     other than its default; IAM and the fake answer DeleteConflict.
+//   - Permissions boundaries: moto checks only the ARN's form and evaluates
+//     nothing; the fake wants a managed policy of the account and lets a role
+//     do only what its boundary allows too (canary_test.go).
+//   - Object Lock: moto insists on a checksum header (Content-MD5 or
+//     x-amz-sdk-checksum-algorithm) to upload into a bucket with a default
+//     retention, which the fake does not check (it sees no headers); moto lets
+//     versioning of an Object Lock bucket be suspended and enables Object
+//     Lock only on an empty bucket, where S3 and the fake refuse the first
+//     (InvalidBucketState) and allow the second on any versioned bucket.
+//   - ListPolicyVersions: the fake lists newest first, moto oldest first;
+//     the suite compares them as sets.
 
 import (
 	"context"
@@ -70,6 +97,10 @@ var scenarios = []scenario{
 	{"ReplacingDocumentsKeepsNothing", scenarioReplace},
 	{"ObjectsAndVersions", scenarioObjects},
 	{"EncryptionAndOwnership", scenarioEncryption},
+	{"ManagedPolicies", scenarioManagedPolicies},
+	{"PermissionsBoundaryAndRolePath", scenarioBoundaryAndPath},
+	{"DefaultEncryptionOfNewObjects", scenarioDefaultEncryptionOfObjects},
+	{"ObjectLock", scenarioObjectLock},
 }
 
 func TestConformance(t *testing.T) {

@@ -17,10 +17,20 @@ const (
 	DemoSourceAccount = "111111111111"
 	// DemoSourceRegion is the region of the source side.
 	DemoSourceRegion = "us-east-1"
-	// DemoSourceBucket is versioned and encrypted by DemoSourceKey.
+	// DemoSourceBucket is versioned; its default encryption is SSE-KMS with
+	// DemoSourceKey and S3 Bucket Keys.
 	DemoSourceBucket = "demo-source"
 	// DemoSourceKey is a customer-managed key with the default key policy.
 	DemoSourceKey = "arn:aws:kms:us-east-1:111111111111:key/11111111-1111-4111-8111-111111111111"
+	// DemoSourceSSES3Bucket is versioned; its default encryption is SSE-S3,
+	// S3's default since January 2023.
+	DemoSourceSSES3Bucket = "demo-source-sse-s3"
+	// DemoSourceOtherKeyBucket is versioned; its default encryption is
+	// SSE-KMS with DemoSourceOtherKey.
+	DemoSourceOtherKeyBucket = "demo-source-other-key"
+	// DemoSourceOtherKey is a second customer-managed key of the source
+	// account, with the default key policy.
+	DemoSourceOtherKey = "arn:aws:kms:us-east-1:111111111111:key/33333333-3333-4333-8333-333333333333"
 
 	// DemoDestinationAccount holds the destination buckets and key, in
 	// DemoDestinationRegion.
@@ -92,6 +102,8 @@ type DemoBucket struct {
 	// KMSKey, when set, is the ARN (DemoKey.ARN) of the key of the bucket's
 	// default encryption, SSE-KMS; SSE-S3 otherwise.
 	KMSKey string
+	// BucketKey: the default encryption uses S3 Bucket Keys.
+	BucketKey bool
 	// Policy is the bucket policy ("" = none).
 	Policy          string
 	ObjectOwnership s3types.ObjectOwnership
@@ -105,12 +117,20 @@ func Demo() DemoWorld {
 		Keys: []DemoKey{
 			{Name: "source", Account: DemoSourceAccount, Region: DemoSourceRegion, ID: "11111111-1111-4111-8111-111111111111",
 				Description: "demo source key", Policy: DefaultKeyPolicy(DemoSourceAccount)},
+			{Name: "source_other", Account: DemoSourceAccount, Region: DemoSourceRegion, ID: "33333333-3333-4333-8333-333333333333",
+				Description: "demo source key of demo-source-other-key", Policy: DefaultKeyPolicy(DemoSourceAccount)},
 			{Name: "destination", Account: DemoDestinationAccount, Region: DemoDestinationRegion, ID: "22222222-2222-4222-8222-222222222222",
 				Description: "demo destination key", Policy: DefaultKeyPolicy(DemoDestinationAccount)},
 		},
 		Buckets: []DemoBucket{
 			{Account: DemoSourceAccount, Region: DemoSourceRegion, Name: DemoSourceBucket,
-				Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceKey, ObjectOwnership: s3types.ObjectOwnershipBucketOwnerEnforced},
+				Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceKey, BucketKey: true,
+				ObjectOwnership: s3types.ObjectOwnershipBucketOwnerEnforced},
+			{Account: DemoSourceAccount, Region: DemoSourceRegion, Name: DemoSourceSSES3Bucket,
+				Versioning: s3types.BucketVersioningStatusEnabled, ObjectOwnership: s3types.ObjectOwnershipBucketOwnerEnforced},
+			{Account: DemoSourceAccount, Region: DemoSourceRegion, Name: DemoSourceOtherKeyBucket,
+				Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceOtherKey,
+				ObjectOwnership: s3types.ObjectOwnershipBucketOwnerEnforced},
 			{Account: DemoDestinationAccount, Region: DemoDestinationRegion, Name: DemoDestinationBucket,
 				Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoDestinationKey, Policy: DemoDestinationPolicy,
 				ObjectOwnership: s3types.ObjectOwnershipBucketOwnerEnforced},
@@ -144,7 +164,7 @@ func (c *Cloud) SeedDemo(provisionerRole, externalID string) {
 	}
 	for _, b := range w.Buckets {
 		must(c.AddBucket(b.Account, b.Region, b.Name, BucketOptions{
-			Versioning: b.Versioning, KMSKey: b.KMSKey, Policy: b.Policy, ObjectOwnership: b.ObjectOwnership,
+			Versioning: b.Versioning, KMSKey: b.KMSKey, BucketKey: b.BucketKey, Policy: b.Policy, ObjectOwnership: b.ObjectOwnership,
 		}))
 	}
 }

@@ -22,7 +22,15 @@
 // Beyond storing documents the fake
 //   - validates what AWS validates where bucketbridge depends on it
 //     (policy syntax, principals that exist, versioning before replication,
-//     key policy lockout);
+//     key policy lockout, AWS's size limits and quotas);
+//   - keeps customer-managed policies with their versions and attachments,
+//     and permissions boundaries, and counts both when it evaluates a role;
+//   - shows a deleted role's unique ID (AROA…) in place of its ARN in every
+//     bucket, key and trust policy, and refuses such a policy on put, as AWS
+//     does;
+//   - applies a bucket's default encryption (SSE-S3, or SSE-KMS with S3
+//     Bucket Keys) to objects written without encryption headers, and
+//     Object Lock (default retention, locked versions, replication rules);
 //   - replicates objects put into a bucket with a matching replication rule,
 //     asynchronously, and only when the documents in place grant every
 //     permission S3 replication needs (see replicate.go); a FAILED object's

@@ -270,21 +270,48 @@ const (
 	keyPolicy
 )
 
-// authorize decides req against the caller's identity policies (admin: the
-// caller may do anything its account may), the resource's policy (nil when
-// it has none), the resource's owner account and kind. what names the
-// resource policy in the reason ("the key policy of K").
-func authorize(req request, identity []policy.Document, admin bool, resource *policy.Document, owner string, kind resourceKind, what string) authorization {
+// identity is what the caller's own policies say.
+type identity struct {
+	// admin: the caller may do anything its account may. The fake does not
+	// model the policies of the service's identity and of the provisioner
+	// roles; their accounts' administrators would have granted them.
+	admin bool
+	// policies are the caller's identity policies: a role's inline policies
+	// and the default versions of its attached managed policies.
+	policies []policy.Document
+	// boundary is the role's permissions boundary, nil when it has none.
+	// What the boundary does not allow is denied, whatever else allows it.
+	// See https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html
+	boundary *policy.Document
+}
+
+// adminIdentity is the identity of callers whose policies are not modelled.
+var adminIdentity = identity{admin: true}
+
+// authorize decides req against the caller's identity, the resource's
+// policy (nil when it has none), the resource's owner account and kind.
+// what names the resource policy in the reason ("the key policy of K").
+func authorize(req request, id identity, resource *policy.Document, owner string, kind resourceKind, what string) authorization {
 	denied := func(format string, args ...any) authorization {
 		return authorization{reason: fmt.Sprintf("%s is not allowed %s on %s: ", req.caller.label(), req.action, req.resource) + fmt.Sprintf(format, args...)}
 	}
-	idAllow := admin
-	for _, d := range identity {
+	idAllow := id.admin
+	for _, d := range id.policies {
 		r := evaluate(d, req, true)
 		if r.deny {
 			return denied("explicit Deny (Sid %q) in the identity policy", r.denySid)
 		}
 		idAllow = idAllow || r.allows()
+	}
+	if id.boundary != nil {
+		r := evaluate(*id.boundary, req, true)
+		switch {
+		case r.deny:
+			return denied("explicit Deny (Sid %q) in the permissions boundary", r.denySid)
+		case !r.allows():
+			// A boundary limits even what a resource policy grants the role.
+			return denied("the role's permissions boundary does not allow it")
+		}
 	}
 	var res evalResult
 	if resource != nil {

@@ -3,6 +3,10 @@ package awsfake
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -30,22 +34,36 @@ var (
 	iamNameRE = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
 	// policyNameRE: inline policy names may be up to 128 characters.
 	policyNameRE = regexp.MustCompile(`^[\w+=,.@-]{1,128}$`)
+	// iamPathRE is IAM's path pattern (CreateRole, Path): "/" or "/" printable ASCII "/".
+	iamPathRE = regexp.MustCompile(`^(/|/[\x21-\x7E]{1,510}/)$`)
 )
 
 // role is an IAM role.
 type role struct {
-	name, arn, id, path, description string
-	trust                            string
-	created                          time.Time
+	name, arn, path, description string
+	// id is the role's unique ID (AROA…), which AWS shows in place of its ARN in every
+	// policy once the role is deleted.
+	id      string
+	trust   string
+	created time.Time
 	// visibleAt is when S3 and KMS start seeing the role (RoleInvisibleFor).
 	visibleAt  time.Time
 	tags       []iamtypes.Tag
 	inline     map[string]string
 	maxSession int32
+	// managed lists the ARNs of the attached managed policies, in the order attached.
+	managed []string
+	// boundary is the ARN of the permissions boundary, "" for none.
+	boundary string
 }
 
 func (r *role) sdk() *iamtypes.Role {
+	var boundary *iamtypes.AttachedPermissionsBoundary
+	if r.boundary != "" {
+		boundary = &iamtypes.AttachedPermissionsBoundary{PermissionsBoundaryArn: aws.String(r.boundary), PermissionsBoundaryType: iamtypes.PermissionsBoundaryAttachmentTypePolicy}
+	}
 	return &iamtypes.Role{
+		PermissionsBoundary:      boundary,
 		RoleName:                 aws.String(r.name),
 		Arn:                      aws.String(r.arn),
 		RoleId:                   aws.String(r.id),
@@ -115,13 +133,19 @@ func (c *Cloud) checkTrustLocked(doc string) error {
 	return nil
 }
 
-// CreateRole creates a role. The role is visible to IAM at once, and to S3
-// and KMS after the account's RoleInvisibleFor delay.
+// CreateRole creates a role, at a path ("/" by default, part of its ARN) and
+// with a permissions boundary (PermissionsBoundary, a managed policy of the
+// account) when given. The role is visible to IAM at once, and to S3 and KMS
+// after the account's RoleInvisibleFor delay.
 func (m *IAM) CreateRole(ctx context.Context, in *iam.CreateRoleInput, _ ...func(*iam.Options)) (*iam.CreateRoleOutput, error) {
 	return do(ctx, m.c, m.caller, svcIAM, "CreateRole", func() (*iam.CreateRoleOutput, error) {
 		name := aws.ToString(in.RoleName)
 		if !iamNameRE.MatchString(name) {
 			return nil, invalidInput("1 validation error detected: Value '" + name + "' at 'roleName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+")
+		}
+		path := cmp.Or(aws.ToString(in.Path), "/")
+		if !iamPathRE.MatchString(path) {
+			return nil, invalidInput("1 validation error detected: Value '" + path + "' at 'path' failed to satisfy constraint: Member must satisfy regular expression pattern: (\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)")
 		}
 		acct := m.c.accountLocked(m.caller.account)
 		if _, ok := acct.roles[name]; ok {
@@ -130,8 +154,14 @@ func (m *IAM) CreateRole(ctx context.Context, in *iam.CreateRoleInput, _ ...func
 		if err := m.c.checkTrustLocked(aws.ToString(in.AssumeRolePolicyDocument)); err != nil {
 			return nil, err
 		}
-		r := m.c.newRoleLocked(m.caller.account, name, aws.ToString(in.AssumeRolePolicyDocument))
-		r.path = cmp.Or(aws.ToString(in.Path), "/")
+		boundary := aws.ToString(in.PermissionsBoundary)
+		if boundary != "" {
+			if _, ok := acct.policies[boundary]; !ok {
+				return nil, notAttachable(boundary)
+			}
+		}
+		r := m.c.newRoleLocked(m.caller.account, name, path, aws.ToString(in.AssumeRolePolicyDocument))
+		r.boundary = boundary
 		r.description = aws.ToString(in.Description)
 		r.tags = slices.Clone(in.Tags)
 		if in.MaxSessionDuration != nil {
@@ -142,17 +172,45 @@ func (m *IAM) CreateRole(ctx context.Context, in *iam.CreateRoleInput, _ ...func
 }
 
 // newRoleLocked stores a new role; the caller has validated it.
-func (c *Cloud) newRoleLocked(account, name, trust string) *role {
+func (c *Cloud) newRoleLocked(account, name, path, trust string) *role {
 	now := c.now()
 	visible := now
 	if f, ok := c.faults[account]; ok {
 		visible = now.Add(f.roleInvisible)
 	}
 	r := &role{
-		name: name, arn: "arn:aws:iam::" + account + ":role/" + name, id: "AROA" + c.randomIDLocked(17),
-		path: "/", trust: trust, created: now, visibleAt: visible, inline: map[string]string{}, maxSession: 3600,
+		name: name, arn: "arn:aws:iam::" + account + ":role" + path + name, id: c.uniqueIDLocked("AROA", account, name, now),
+		path: path, trust: trust, created: now, visibleAt: visible, inline: map[string]string{}, maxSession: 3600,
 	}
 	c.accountLocked(account).roles[name] = r
+	return r
+}
+
+// uniqueIDLocked derives the unique ID of an IAM entity from its creation:
+// stable for the entity's life, different for an entity of the same name
+// created again, as IAM's are. prefix is AROA for roles, ANPA for managed
+// policies.
+// See https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids
+func (c *Cloud) uniqueIDLocked(prefix, account, name string, created time.Time) string {
+	c.idSeq++
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|%s|%d|%d", prefix, account, name, created.UnixNano(), c.idSeq)))
+	return prefix + base32.StdEncoding.EncodeToString(sum[:])[:17]
+}
+
+// roleByARNLocked returns the role that arn names, path included, or nil.
+func (c *Cloud) roleByARNLocked(arn string) *role {
+	m := roleARNRE.FindStringSubmatch(arn)
+	if m == nil {
+		return nil
+	}
+	a, ok := c.accounts[m[1]]
+	if !ok {
+		return nil
+	}
+	r, ok := a.roles[m[2]]
+	if !ok || r.arn != arn {
+		return nil
+	}
 	return r
 }
 
@@ -242,6 +300,7 @@ func (m *IAM) PutRolePolicy(ctx context.Context, in *iam.PutRolePolicyInput, _ .
 			}
 		}
 		if size > maxRoleInlinePolicySize {
+			// IAM's answer, word for word.
 			return nil, typed(http.StatusConflict, &iamtypes.LimitExceededException{Message: aws.String("Maximum policy size of 10240 bytes exceeded for role " + r.name)})
 		}
 		r.inline[name] = doc
@@ -319,19 +378,76 @@ func (m *IAM) DeleteRolePolicy(ctx context.Context, in *iam.DeleteRolePolicyInpu
 	})
 }
 
-// DeleteRole deletes a role that has no inline policies left.
+// DeleteRole deletes a role that has no managed policy attached and no
+// inline policy left (DeleteConflict otherwise, with IAM's messages). As on
+// AWS, every bucket policy, key policy and trust policy (of every account)
+// that names the role as a principal then shows the role's unique ID in
+// place of its ARN: the ID matches no one, not even a role created again
+// with the same name, and S3 and KMS refuse a policy put that holds it.
+// See https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-roles
 func (m *IAM) DeleteRole(ctx context.Context, in *iam.DeleteRoleInput, _ ...func(*iam.Options)) (*iam.DeleteRoleOutput, error) {
 	return do(ctx, m.c, m.caller, svcIAM, "DeleteRole", func() (*iam.DeleteRoleOutput, error) {
 		r, err := m.roleLocked(in.RoleName)
 		if err != nil {
 			return nil, err
 		}
+		if len(r.managed) > 0 {
+			return nil, typed(http.StatusConflict, &iamtypes.DeleteConflictException{Message: aws.String("Cannot delete entity, must detach all policies first.")})
+		}
 		if len(r.inline) > 0 {
 			return nil, typed(http.StatusConflict, &iamtypes.DeleteConflictException{Message: aws.String("Cannot delete entity, must delete policies first.")})
 		}
 		delete(m.c.accountLocked(m.caller.account).roles, r.name)
+		m.c.forgetPrincipalLocked(r.arn, r.id)
 		return &iam.DeleteRoleOutput{}, nil
 	})
+}
+
+// forgetPrincipalLocked replaces arn by id wherever a stored bucket, key or
+// trust policy names it as a principal (Principal or NotPrincipal, type
+// AWS). Conditions and resources that mention the ARN are left as they are,
+// as AWS leaves them.
+func (c *Cloud) forgetPrincipalLocked(arn, id string) {
+	rewrite := func(doc string) string {
+		d, err := policy.Parse([]byte(doc))
+		if err != nil {
+			return doc
+		}
+		changed := false
+		for _, st := range d.Statement {
+			for _, p := range []*policy.Principal{st.Principal, st.NotPrincipal} {
+				if p == nil || p.All {
+					continue
+				}
+				for i, v := range p.IDs["AWS"] {
+					if v == arn {
+						p.IDs["AWS"][i], changed = id, true
+					}
+				}
+			}
+		}
+		if !changed {
+			return doc
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			return doc
+		}
+		return string(b)
+	}
+	for _, b := range c.buckets {
+		if b.policy != "" {
+			b.policy = rewrite(b.policy)
+		}
+	}
+	for _, k := range c.keys {
+		k.policy = rewrite(k.policy)
+	}
+	for _, a := range c.accounts {
+		for _, r := range a.roles {
+			r.trust = rewrite(r.trust)
+		}
+	}
 }
 
 // encodeIAM percent-encodes a policy document the way IAM returns it

@@ -123,28 +123,43 @@ func containsString(ss []string, s string) bool {
 // (the caller's identity is taken to allow everything in its account).
 func (k *KMS) authorizeLocked(ky *key, action string) error {
 	doc, err := parsePolicy(ky.policy, false)
-	if err == nil && authorize(request{caller: k.caller, action: action, resource: ky.arn}, nil, true, &doc, ky.account, keyPolicy, "the key policy").ok {
+	if err == nil && authorize(request{caller: k.caller, action: action, resource: ky.arn}, adminIdentity, &doc, ky.account, keyPolicy, "the key policy").ok {
 		return nil
 	}
 	return newErr(http.StatusBadRequest, "AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s because no resource-based policy allows the %s action", k.caller.arn, action, ky.arn, action)
 }
 
-// checkKeyPolicyLocked validates a key policy as KMS does: syntax,
+// maxKeyPolicySize is KMS's key policy size quota, 32 KB (32,768 bytes).
+// See https://docs.aws.amazon.com/kms/latest/developerguide/resource-limits.html
+const maxKeyPolicySize = 32 * 1024
+
+// checkKeyPolicyLocked validates a key policy as KMS does: size, syntax,
 // principals S3 and KMS can see, and (unless bypassed) that the caller
 // can still change the policy afterwards.
 func (k *KMS) checkKeyPolicyLocked(doc, keyARN string, bypass bool) error {
+	if len(doc) > maxKeyPolicySize {
+		// "If the key policy exceeds the length constraint, KMS returns a
+		// LimitExceededException" (KMS API Reference, PutKeyPolicy, Policy);
+		// the message is the fake's own.
+		return typed(http.StatusBadRequest, &kmstypes.LimitExceededException{Message: aws.String(fmt.Sprintf("Key policy of %d bytes exceeds the quota of %d bytes.", len(doc), maxKeyPolicySize))})
+	}
 	d, err := parsePolicy(doc, false)
 	if err != nil {
 		return kmsMalformed(err.Error())
 	}
 	if bad := k.c.invalidPrincipalLocked(d, true); bad != "" {
+		// KMS's answer to a principal it cannot resolve, above all the
+		// unique ID (AROA…) a deleted role leaves behind: AWS Knowledge
+		// Center, "How do I resolve the AWS KMS key policy error 'Policy
+		// contains a statement with one or more invalid principals'?",
+		// https://repost.aws/knowledge-center/kms-policy-error-invalid-principals
 		return kmsMalformed("Policy contains a statement with one or more invalid principals.")
 	}
 	if bypass {
 		return nil
 	}
 	req := request{caller: k.caller, action: "kms:PutKeyPolicy", resource: keyARN}
-	if !authorize(req, nil, true, &d, k.caller.account, keyPolicy, "the new key policy").ok {
+	if !authorize(req, adminIdentity, &d, k.caller.account, keyPolicy, "the new key policy").ok {
 		return kmsMalformed("The new key policy will not allow you to update the key policy in the future.")
 	}
 	return nil

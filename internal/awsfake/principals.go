@@ -18,9 +18,12 @@ var (
 
 // invalidPrincipalLocked returns the first principal of d that AWS would
 // reject as invalid, formatted as AWS quotes it (`"AWS":"arn:..."`), or "".
-// A role principal must name an existing role; byOtherService says the
-// document is checked by S3 or KMS, which see a new role only once it is
-// visible (RoleInvisibleFor).
+// It is the one place every put of a document with principals (trust, key
+// and bucket policies) checks them. A role principal must name an existing
+// role by its ARN, path included; byOtherService says the document is checked
+// by S3 or KMS, which see a new role only once it is visible
+// (RoleInvisibleFor). The unique ID of a deleted role (AROA…, what DeleteRole
+// leaves in every policy) is never valid: AWS refuses it the same way.
 func (c *Cloud) invalidPrincipalLocked(d policy.Document, byOtherService bool) string {
 	for _, st := range d.Statement {
 		for _, p := range []*policy.Principal{st.Principal, st.NotPrincipal} {
@@ -53,34 +56,18 @@ func (c *Cloud) validPrincipalLocked(typ, id string, byOtherService bool) bool {
 	case id == "*", accountIDRE.MatchString(id), rootARNRE.MatchString(id), otherPrincipalRE.MatchString(id):
 		return true
 	}
-	m := roleARNRE.FindStringSubmatch(id)
-	if m == nil {
-		return false
-	}
-	a, ok := c.accounts[m[1]]
-	if !ok {
-		return false
-	}
-	r, ok := a.roles[m[2]]
-	if !ok {
-		return false
-	}
-	return !byOtherService || !c.now().Before(r.visibleAt)
+	// A role must exist, at the path its ARN names. Anything else, above all
+	// the unique ID (AROA…) that a deleted role's ARN turns into, is invalid.
+	r := c.roleByARNLocked(id)
+	return r != nil && (!byOtherService || !c.now().Before(r.visibleAt))
 }
 
-// roleVisibleLocked reports whether S3 and KMS see the role named by arn.
+// roleVisibleLocked returns the role named by arn (path included) and
+// whether S3 and KMS see it yet.
 func (c *Cloud) roleVisibleLocked(arn string) (*role, bool) {
-	m := roleARNRE.FindStringSubmatch(arn)
-	if m == nil {
+	r := c.roleByARNLocked(arn)
+	if r == nil {
 		return nil, false
 	}
-	a, ok := c.accounts[m[1]]
-	if !ok {
-		return nil, false
-	}
-	r, ok := a.roles[m[2]]
-	if !ok || c.now().Before(r.visibleAt) {
-		return r, false
-	}
-	return r, true
+	return r, !c.now().Before(r.visibleAt)
 }

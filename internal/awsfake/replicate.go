@@ -2,7 +2,6 @@ package awsfake
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -15,34 +14,58 @@ import (
 // the object is marked PENDING and, after Config.ReplicationDelay, the fake
 // checks — with the documents in place at that moment — everything S3
 // needs to replicate it (S3 User Guide, "Setting up permissions for live
-// replication", "Replicating encrypted objects", "Troubleshooting
-// replication"):
+// replication", "Replicating encrypted objects", "Object Lock
+// considerations", "Troubleshooting replication"):
 //
 //   - the source bucket still has versioning Enabled;
 //   - the rule's role exists in the source bucket's account, is visible
 //     (RoleInvisibleFor), and its trust policy lets s3.amazonaws.com
 //     sts:AssumeRole (with aws:SourceAccount and aws:SourceArn set);
-//   - the destination bucket exists and has versioning Enabled;
-//   - the role may s3:GetObjectVersionForReplication on the source object;
-//   - for an SSE-KMS object, the role may kms:Decrypt with the source key
-//     (identity policy and key policy, kms:ViaService s3.<region>.amazonaws.com,
-//     kms:EncryptionContext:aws:s3:arn the object ARN, or the bucket ARN
-//     with S3 Bucket Keys);
+//   - the destination bucket exists and has versioning Enabled, and Object
+//     Lock too when the source bucket has it;
+//   - the role may s3:GetObjectVersionForReplication on the source object
+//     (and s3:GetObjectRetention and s3:GetObjectLegalHold when the source
+//     bucket has Object Lock);
+//   - for an SSE-KMS object, the role may kms:Decrypt with the object's key
+//     (identity policies and key policy, kms:ViaService
+//     s3.<region>.amazonaws.com, kms:EncryptionContext:aws:s3:arn the object
+//     ARN, or the bucket ARN with S3 Bucket Keys);
 //   - the role may s3:ReplicateObject on the destination object (and
 //     s3:ObjectOwnerOverrideToBucketOwner with AccessControlTranslation),
-//     by its identity policy and, across accounts, the destination bucket
+//     by its identity policies and, across accounts, the destination bucket
 //     policy;
-//   - the replica's key (ReplicaKmsKeyID for SSE-KMS objects, else the
-//     destination's default SSE-KMS key if any) exists in the destination
-//     region, is enabled, and the role may kms:Encrypt (kms:GenerateDataKey
-//     for plaintext objects) with it, by identity and key policy.
+//   - an SSE-KMS object's replica is encrypted with ReplicaKmsKeyID, which
+//     must exist in the destination region and be enabled, and the role may
+//     kms:Encrypt with it, by identity and key policy.
+//
+// The role's identity policies are its inline policies and the default
+// versions of its attached managed policies, limited by its permissions
+// boundary when it has one.
+//
+// A replica keeps the source object's kind of encryption, as the S3 User
+// Guide says ("Replicating encrypted objects", "How default bucket
+// encryption affects replication",
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-config-for-kms-objects.html):
+// an SSE-S3 source object replicates as SSE-S3, whatever the destination's
+// default encryption and even when the rule selects SSE-KMS objects with
+// SseKmsEncryptedObjects; an SSE-KMS object is re-encrypted with
+// ReplicaKmsKeyID; only an unencrypted object (possible only in a bucket
+// without default encryption, which AWS no longer allows) gets the
+// destination's default encryption (kms:GenerateDataKey with its default
+// key). A replica of a source object under Object Lock keeps its retention
+// and legal hold.
 //
 // If all hold, the source version becomes COMPLETED and the destination
-// gets a version with the same version ID, status REPLICA, encrypted with
-// the replica key. Otherwise the source becomes FAILED and
-// Cloud.ReplicationFailure returns the reason, prefixed with the failure
-// code S3 uses in its replication failure events ("AssumeRoleNotPermitted",
-// "DstPutObjNotPermitted", ...).
+// gets a version with the same version ID, status REPLICA. Otherwise the
+// source becomes FAILED and Cloud.ReplicationFailure returns the reason,
+// prefixed with the failure reason S3 reports in its replication failure
+// events (S3 User Guide, "Amazon S3 replication failure reasons",
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-failure-codes.html):
+// AssumeRoleNotPermitted, DstBucketNotFound, DstBucketUnversioned,
+// DstBucketObjectLockConfigMissing, SrcGetObjectNotPermitted,
+// SrcGetRetentionNotPermitted, SrcGetLegalHoldNotPermitted,
+// DstPutObjectNotPermitted, SrcKmsKeyInvalidState, DstKmsKeyInvalidState,
+// DstKmsKeyNotFound, SrcBucketReplicationConfigMissing.
 //
 // Simplifications: only the highest-priority matching rule is applied
 // (S3 can replicate to several destinations); Tag filters never match (the
@@ -159,7 +182,7 @@ func (c *Cloud) checkReplicationPermsLocked(src *bucket, o *object, roleARN stri
 	assume := request{caller: s3svc, action: "sts:AssumeRole", resource: roleARN, context: map[string]string{
 		"aws:sourceaccount": src.owner, "aws:sourcearn": src.arn(),
 	}}
-	if a := authorize(assume, nil, true, &trust, src.owner, keyPolicy, "the trust policy of "+roleARN); !a.ok {
+	if a := authorize(assume, adminIdentity, &trust, src.owner, keyPolicy, "the trust policy of "+roleARN); !a.ok {
 		return fail("AssumeRoleNotPermitted", "%s", a.reason)
 	}
 
@@ -169,56 +192,67 @@ func (c *Cloud) checkReplicationPermsLocked(src *bucket, o *object, roleARN stri
 		return fail("DstBucketNotFound", "destination bucket %s does not exist", aws.ToString(rule.Destination.Bucket))
 	case dst.versioning != s3types.BucketVersioningStatusEnabled:
 		return fail("DstBucketUnversioned", "versioning of destination bucket %s is %q, not Enabled", dst.name, dst.versioning)
+	case src.objectLock && !dst.objectLock:
+		return fail("DstBucketObjectLockConfigMissing", "source bucket %s has Object Lock, destination bucket %s does not", src.name, dst.name)
 	}
 	if acct := aws.ToString(rule.Destination.Account); acct != "" && acct != dst.owner {
-		return fail("DstPutObjNotPermitted", "the rule names account %s as the destination owner, but bucket %s belongs to %s", acct, dst.name, dst.owner)
+		return fail("DstPutObjectNotPermitted", "the rule names account %s as the destination owner, but bucket %s belongs to %s", acct, dst.name, dst.owner)
 	}
 
 	caller := principal{account: src.owner, arn: fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/s3-replication", src.owner, r.name), roleARN: roleARN, userID: r.id + ":s3-replication"}
-	var identity []policyDoc
-	names := make([]string, 0, len(r.inline))
-	for n := range r.inline {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if d, err := parsePolicy(r.inline[n], false); err == nil {
-			identity = append(identity, d)
-		}
-	}
+	id := c.identityLocked(r)
 
 	srcObj := src.arn() + "/" + o.key
-	if a := c.s3Authorize(caller, identity, false, src, "s3:GetObjectVersionForReplication", srcObj); !a.ok {
-		return fail("SrcGetObjNotPermitted", "%s", a.reason)
+	if a := c.s3Authorize(caller, id, src, "s3:GetObjectVersionForReplication", srcObj); !a.ok {
+		return fail("SrcGetObjectNotPermitted", "%s", a.reason)
+	}
+	if src.objectLock {
+		if a := c.s3Authorize(caller, id, src, "s3:GetObjectRetention", srcObj); !a.ok {
+			return fail("SrcGetRetentionNotPermitted", "%s", a.reason)
+		}
+		if a := c.s3Authorize(caller, id, src, "s3:GetObjectLegalHold", srcObj); !a.ok {
+			return fail("SrcGetLegalHoldNotPermitted", "%s", a.reason)
+		}
 	}
 	if o.kmsKey != "" {
-		if reason := c.kmsUse(caller, identity, o.kmsKey, src, srcObj, o.bucketKey, "kms:Decrypt", "Src"); reason != "" {
+		if reason := c.kmsUse(caller, id, o.kmsKey, src, srcObj, o.bucketKey, "kms:Decrypt", "Src"); reason != "" {
 			return nil, reason
 		}
 	}
 
 	dstObj := dst.arn() + "/" + o.key
-	if a := c.s3Authorize(caller, identity, false, dst, "s3:ReplicateObject", dstObj); !a.ok {
-		return fail("DstPutObjNotPermitted", "%s", a.reason)
+	if a := c.s3Authorize(caller, id, dst, "s3:ReplicateObject", dstObj); !a.ok {
+		return fail("DstPutObjectNotPermitted", "%s", a.reason)
 	}
 	if rule.Destination.AccessControlTranslation != nil {
-		if a := c.s3Authorize(caller, identity, false, dst, "s3:ObjectOwnerOverrideToBucketOwner", dstObj); !a.ok {
-			return fail("DstPutObjNotPermitted", "%s", a.reason)
+		if a := c.s3Authorize(caller, id, dst, "s3:ObjectOwnerOverrideToBucketOwner", dstObj); !a.ok {
+			return fail("DstPutObjectNotPermitted", "%s", a.reason)
 		}
 	}
 
 	replica := &object{key: o.key, versionID: o.versionID, data: o.data, etag: o.etag, modified: c.now(),
-		sse: s3types.ServerSideEncryptionAes256, replication: s3types.ReplicationStatusReplica, bucketKey: o.bucketKey}
+		sse: o.sse, replication: s3types.ReplicationStatusReplica,
+		lockMode: o.lockMode, retainUntil: o.retainUntil, legalHold: o.legalHold}
 	replicaKey, action := "", "kms:Encrypt"
-	if o.kmsKey != "" {
+	switch {
+	case o.kmsKey != "":
 		if ec := rule.Destination.EncryptionConfiguration; ec != nil {
 			replicaKey = aws.ToString(ec.ReplicaKmsKeyID)
 		}
-	} else if k, bk := dst.defaultKMSKey(); k != "" {
-		replicaKey, action, replica.bucketKey = k, "kms:GenerateDataKey", bk
+		replica.bucketKey = o.bucketKey
+		if replicaKey == "" {
+			return fail("DstPutObjectNotPermitted", "SSE-KMS object %s selected by a rule without ReplicaKmsKeyID", o.key)
+		}
+	case o.sse == "":
+		// Unencrypted: the destination's default encryption applies.
+		if k, bk := dst.defaultKMSKey(); k != "" {
+			replicaKey, action, replica.bucketKey = k, "kms:GenerateDataKey", bk
+		} else if dst.encryption != nil {
+			replica.sse = s3types.ServerSideEncryptionAes256
+		}
 	}
 	if replicaKey != "" {
-		if reason := c.kmsUse(caller, identity, replicaKey, dst, dstObj, replica.bucketKey, action, "Dst"); reason != "" {
+		if reason := c.kmsUse(caller, id, replicaKey, dst, dstObj, replica.bucketKey, action, "Dst"); reason != "" {
 			return nil, reason
 		}
 		replica.sse, replica.kmsKey = s3types.ServerSideEncryptionAwsKms, c.resolveKeyARNLocked(replicaKey, dst)
@@ -237,7 +271,7 @@ func (c *Cloud) resolveKeyARNLocked(id string, b *bucket) string {
 
 // kmsUse checks that caller may do action with the key for an S3 object in
 // b, as S3 does on its behalf. side is "Src" or "Dst" for the failure code.
-func (c *Cloud) kmsUse(caller principal, identity []policyDoc, keyID string, b *bucket, objARN string, bucketKey bool, action, side string) string {
+func (c *Cloud) kmsUse(caller principal, id identity, keyID string, b *bucket, objARN string, bucketKey bool, action, side string) string {
 	arn := c.resolveKeyARNLocked(keyID, b)
 	ky, ok := c.keys[arn]
 	switch {
@@ -259,10 +293,10 @@ func (c *Cloud) kmsUse(caller principal, identity []policyDoc, keyID string, b *
 		"kms:encryptioncontext:aws:s3:arn": context,
 		"kms:calleraccount":                caller.account,
 	}}
-	if a := authorize(req, identity, false, &kp, ky.account, keyPolicy, "the key policy of "+arn); !a.ok {
-		code := "SrcGetObjNotPermitted"
+	if a := authorize(req, id, &kp, ky.account, keyPolicy, "the key policy of "+arn); !a.ok {
+		code := "SrcGetObjectNotPermitted"
 		if side == "Dst" {
-			code = "DstPutObjNotPermitted"
+			code = "DstPutObjectNotPermitted"
 		}
 		return code + ": " + a.reason
 	}

@@ -1,10 +1,12 @@
 package awsfake
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -15,6 +17,20 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 )
+
+// maxBucketPolicySize is S3's bucket policy size limit, 20 KB (S3 User
+// Guide, "Adding a bucket policy by using the Amazon S3 console").
+const maxBucketPolicySize = 20 * 1024
+
+// compactLen is the length of a JSON document without white space between
+// its elements ("" or invalid JSON: its raw length).
+func compactLen(doc string) int {
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(doc)); err != nil {
+		return len(doc)
+	}
+	return b.Len()
+}
 
 // S3 is an S3 client acting as one caller in one region, with the methods
 // of *s3.Client that bucketbridge uses. Buckets are global; a bucket of
@@ -61,18 +77,14 @@ func (s *S3) bucketLocked(name string, expectedOwner *string, action, resource s
 	if resource == "" {
 		resource = b.arn()
 	}
-	if !s.c.s3Allowed(s.caller, nil, true, b, action, resource) {
+	if !s.c.s3Authorize(s.caller, adminIdentity, b, action, resource).ok {
 		return nil, s3AccessDenied()
 	}
 	return b, nil
 }
 
-// s3Allowed evaluates action on resource in b for caller.
-func (c *Cloud) s3Allowed(caller principal, identity []policyDoc, admin bool, b *bucket, action, resource string) bool {
-	return c.s3Authorize(caller, identity, admin, b, action, resource).ok
-}
-
-func (c *Cloud) s3Authorize(caller principal, identity []policyDoc, admin bool, b *bucket, action, resource string) authorization {
+// s3Authorize evaluates action on resource in b for caller.
+func (c *Cloud) s3Authorize(caller principal, id identity, b *bucket, action, resource string) authorization {
 	var res *policyDoc
 	if b.policy != "" {
 		if d, err := parsePolicy(b.policy, false); err == nil {
@@ -80,7 +92,7 @@ func (c *Cloud) s3Authorize(caller principal, identity []policyDoc, admin bool, 
 		}
 	}
 	ctx := map[string]string{"aws:securetransport": "true", "aws:principalaccount": caller.account, "aws:principalarn": cmp.Or(caller.roleARN, caller.arn)}
-	return authorize(request{caller: caller, action: action, resource: resource, context: ctx}, identity, admin, res, b.owner, bucketPolicy, "the bucket policy of "+b.name)
+	return authorize(request{caller: caller, action: action, resource: resource, context: ctx}, id, res, b.owner, bucketPolicy, "the bucket policy of "+b.name)
 }
 
 // CreateBucket creates a bucket in the client's region, owned by the
@@ -113,6 +125,11 @@ func (s *S3) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ ...fu
 		b := s.c.addBucketLocked(s.caller.account, s.region, name)
 		if in.ObjectOwnership != "" {
 			b.ownership = in.ObjectOwnership
+		}
+		if aws.ToBool(in.ObjectLockEnabledForBucket) {
+			// S3 enables versioning with Object Lock, and it cannot be
+			// suspended afterwards.
+			b.objectLock, b.versioning = true, s3types.BucketVersioningStatusEnabled
 		}
 		return &s3.CreateBucketOutput{Location: aws.String("/" + name)}, nil
 	})
@@ -189,6 +206,9 @@ func (s *S3) PutBucketVersioning(ctx context.Context, in *s3.PutBucketVersioning
 		if st != s3types.BucketVersioningStatusEnabled && st != s3types.BucketVersioningStatusSuspended {
 			return nil, malformedXML()
 		}
+		if b.objectLock && st != s3types.BucketVersioningStatusEnabled {
+			return nil, newErr(http.StatusConflict, "InvalidBucketState", "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.")
+		}
 		b.versioning = st
 		return &s3.PutBucketVersioningOutput{}, nil
 	})
@@ -215,7 +235,11 @@ func (s *S3) GetBucketPolicy(ctx context.Context, in *s3.GetBucketPolicyInput, _
 // PutBucketPolicy replaces the bucket policy. Like S3 it rejects (code
 // MalformedPolicy) documents that do not parse, statements without a
 // principal, resources outside the bucket and principals S3 cannot see,
-// such as a role created moments ago ("Invalid principal in policy").
+// such as a role created moments ago or the unique ID of a deleted one
+// ("Invalid principal in policy"), and policies over 20 KB (S3 User Guide,
+// "Adding a bucket policy by using the Amazon S3 console": "Bucket policies
+// are limited to 20 KB in size"), counted without white space between
+// elements.
 func (s *S3) PutBucketPolicy(ctx context.Context, in *s3.PutBucketPolicyInput, _ ...func(*s3.Options)) (*s3.PutBucketPolicyOutput, error) {
 	return do(ctx, s.c, s.caller, svcS3, "PutBucketPolicy", func() (*s3.PutBucketPolicyOutput, error) {
 		b, err := s.bucketLocked(aws.ToString(in.Bucket), in.ExpectedBucketOwner, "s3:PutBucketPolicy", "", true)
@@ -223,6 +247,11 @@ func (s *S3) PutBucketPolicy(ctx context.Context, in *s3.PutBucketPolicyInput, _
 			return nil, err
 		}
 		doc := aws.ToString(in.Policy)
+		if compactLen(doc) > maxBucketPolicySize {
+			// The answer S3-compatible stores give, following S3; S3's own
+			// list of error codes does not document this one.
+			return nil, newErr(http.StatusBadRequest, "PolicyTooLarge", "Policy exceeds the maximum allowed document size.")
+		}
 		malformed := func(msg string) error { return newErr(http.StatusBadRequest, "MalformedPolicy", "%s", msg) }
 		d, perr := parsePolicy(doc, false)
 		if perr != nil {
@@ -242,6 +271,10 @@ func (s *S3) PutBucketPolicy(ctx context.Context, in *s3.PutBucketPolicyInput, _
 			}
 		}
 		if bad := s.c.invalidPrincipalLocked(d, true); bad != "" {
+			// S3's answer to a principal it cannot resolve, above all the
+			// unique ID (AROA…) a deleted role leaves behind; see S3 User
+			// Guide, "Specifying a principal in a policy",
+			// https://docs.aws.amazon.com/AmazonS3/latest/userguide/s3-bucket-user-policy-specifying-principal-intro.html
 			return nil, malformed("Invalid principal in policy")
 		}
 		b.policy = doc
@@ -387,6 +420,9 @@ func (s *S3) GetBucketEncryption(ctx context.Context, in *s3.GetBucketEncryption
 		if err != nil {
 			return nil, err
 		}
+		if b.encryption == nil {
+			return nil, newErr(http.StatusNotFound, "ServerSideEncryptionConfigurationNotFoundError", "The server side encryption configuration was not found")
+		}
 		return &s3.GetBucketEncryptionOutput{ServerSideEncryptionConfiguration: clone(b.encryption)}, nil
 	})
 }
@@ -444,10 +480,19 @@ func (s *S3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3
 			return nil, newErr(http.StatusBadRequest, "KeyTooLongError", "Your key is too long")
 		}
 		sum := md5.Sum(data)
-		o := &object{key: k, data: data, etag: `"` + hex.EncodeToString(sum[:]) + `"`, modified: s.c.now(), sse: s3types.ServerSideEncryptionAes256, versionID: "null"}
+		o := &object{key: k, data: data, etag: `"` + hex.EncodeToString(sum[:]) + `"`, modified: s.c.now(), versionID: "null"}
 		if b.versioning == s3types.BucketVersioningStatusEnabled {
 			o.versionID = s.c.randomIDLocked(32)
 		}
+		if err := s.c.lockNewVersionLocked(b, o, in); err != nil {
+			return nil, err
+		}
+		// Without encryption headers the bucket's default applies: SSE-S3,
+		// or SSE-KMS with the default key and the default's Bucket Key
+		// setting. An SSE-KMS object without a Bucket Key header takes the
+		// bucket's setting.
+		// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-encryption.html
+		// and https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-key.html
 		kmsKey, bucketKey := b.defaultKMSKey()
 		switch {
 		case in.ServerSideEncryption == s3types.ServerSideEncryptionAwsKms || in.ServerSideEncryption == s3types.ServerSideEncryptionAwsKmsDsse:
@@ -459,8 +504,14 @@ func (s *S3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3
 			}
 		case in.ServerSideEncryption != "":
 			kmsKey, bucketKey = "", false
+			o.sse = in.ServerSideEncryption
 		case kmsKey != "":
 			o.sse = s3types.ServerSideEncryptionAwsKms
+			if in.BucketKeyEnabled != nil {
+				bucketKey = *in.BucketKeyEnabled
+			}
+		case b.encryption != nil:
+			o.sse = s3types.ServerSideEncryptionAes256
 		}
 		if kmsKey != "" {
 			kms := &KMS{c: s.c, caller: s.caller, region: b.region}
@@ -511,6 +562,12 @@ func (s *S3) HeadObject(ctx context.Context, in *s3.HeadObjectInput, _ ...func(*
 			ContentLength: aws.Int64(int64(len(o.data))), ETag: aws.String(o.etag), LastModified: aws.Time(o.modified),
 			ServerSideEncryption: o.sse, ReplicationStatus: o.replication,
 		}
+		if o.lockMode != "" {
+			out.ObjectLockMode, out.ObjectLockRetainUntilDate = o.lockMode, aws.Time(o.retainUntil)
+		}
+		if o.legalHold {
+			out.ObjectLockLegalHoldStatus = s3types.ObjectLockLegalHoldStatusOn
+		}
 		if o.versionID != "null" {
 			out.VersionId = aws.String(o.versionID)
 		}
@@ -523,7 +580,10 @@ func (s *S3) HeadObject(ctx context.Context, in *s3.HeadObjectInput, _ ...func(*
 
 // DeleteObject deletes a version permanently (with VersionId), or adds a
 // delete marker in a versioned bucket, or removes the object otherwise.
-// Deleting what does not exist succeeds, as on S3.
+// Deleting what does not exist succeeds, as on S3. A version under a legal
+// hold or a retention period that is not over cannot be deleted
+// (AccessDenied); governance mode yields to BypassGovernanceRetention.
+// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html
 func (s *S3) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, _ ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
 	return do(ctx, s.c, s.caller, svcS3, "DeleteObject", func() (*s3.DeleteObjectOutput, error) {
 		k := aws.ToString(in.Key)
@@ -537,6 +597,10 @@ func (s *S3) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, _ ...fu
 		}
 		if v := aws.ToString(in.VersionId); v != "" {
 			o := b.version(k, v)
+			if o != nil && o.locked(s.c.now(), aws.ToBool(in.BypassGovernanceRetention)) {
+				// S3's answer, as its users see it.
+				return nil, newErr(http.StatusForbidden, "AccessDenied", "Access Denied because object protected by object lock.")
+			}
 			b.remove(k, v)
 			out := &s3.DeleteObjectOutput{VersionId: aws.String(v)}
 			if o != nil && o.deleteMarker {

@@ -17,6 +17,10 @@ type bucket struct {
 	replication         *s3types.ReplicationConfiguration
 	encryption          *s3types.ServerSideEncryptionConfiguration
 	ownership           s3types.ObjectOwnership
+	// objectLock is Object Lock enabled; lockDefault is its default
+	// retention (nil for none).
+	objectLock  bool
+	lockDefault *s3types.DefaultRetention
 	// objects maps a key to its versions, oldest first.
 	objects map[string][]*object
 }
@@ -32,6 +36,39 @@ type object struct {
 	kmsKey         string
 	bucketKey      bool
 	replication    s3types.ReplicationStatus
+	// lockMode and retainUntil are the version's Object Lock retention
+	// ("" for none); legalHold its legal hold.
+	lockMode    s3types.ObjectLockMode
+	retainUntil time.Time
+	legalHold   bool
+}
+
+// locked reports whether Object Lock protects the version from deletion at
+// now: a legal hold, or a retention period not yet over (governance mode
+// yields to a bypass).
+// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html
+func (o *object) locked(now time.Time, bypassGovernance bool) bool {
+	switch {
+	case o.legalHold:
+		return true
+	case o.lockMode == "" || !now.Before(o.retainUntil):
+		return false
+	case o.lockMode == s3types.ObjectLockModeGovernance:
+		return !bypassGovernance
+	default:
+		return true
+	}
+}
+
+// defaultRetention returns the retention a new version gets in b, "" when
+// b has no default retention.
+func (b *bucket) defaultRetention(now time.Time) (s3types.ObjectLockMode, time.Time) {
+	if !b.objectLock || b.lockDefault == nil || b.lockDefault.Mode == "" {
+		return "", time.Time{}
+	}
+	d := b.lockDefault
+	until := now.AddDate(int(deref(d.Years)), 0, int(deref(d.Days)))
+	return s3types.ObjectLockMode(d.Mode), until
 }
 
 func (b *bucket) arn() string { return "arn:aws:s3:::" + b.name }

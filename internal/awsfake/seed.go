@@ -14,6 +14,11 @@ type BucketOptions struct {
 	// KMSKey, when set, makes SSE-KMS with this key ARN the default
 	// encryption (SSE-S3 otherwise).
 	KMSKey string
+	// BucketKey turns S3 Bucket Keys on in the default SSE-KMS encryption.
+	BucketKey bool
+	// ObjectLock, when set, enables Object Lock with this configuration
+	// (its Rule may be nil: no default retention).
+	ObjectLock *s3types.ObjectLockConfiguration
 	// Policy is the bucket policy ("" = none). It is not validated.
 	Policy string
 	// ObjectOwnership defaults to BucketOwnerEnforced.
@@ -36,8 +41,14 @@ func (c *Cloud) AddBucket(account, region, name string, o BucketOptions) error {
 	if o.KMSKey != "" {
 		b.encryption = &s3types.ServerSideEncryptionConfiguration{Rules: []s3types.ServerSideEncryptionRule{{
 			ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAwsKms, KMSMasterKeyID: aws.String(o.KMSKey)},
-			BucketKeyEnabled:                   aws.Bool(false),
+			BucketKeyEnabled:                   aws.Bool(o.BucketKey),
 		}}}
+	}
+	if o.ObjectLock != nil {
+		b.objectLock = true
+		if r := o.ObjectLock.Rule; r != nil && r.DefaultRetention != nil {
+			b.lockDefault = clone(r.DefaultRetention)
+		}
 	}
 	return nil
 }
@@ -48,7 +59,7 @@ func (c *Cloud) AddBucket(account, region, name string, o BucketOptions) error {
 func (c *Cloud) AddRole(account, name, trust string, inline map[string]string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := c.newRoleLocked(account, name, trust)
+	r := c.newRoleLocked(account, name, "/", trust)
 	r.visibleAt = r.created
 	for k, v := range inline {
 		r.inline[k] = v

@@ -60,8 +60,8 @@ func (s *STS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...func
 		if m == nil {
 			return nil, newErr(http.StatusBadRequest, "ValidationError", "%s is invalid", arn)
 		}
-		r, ok := s.c.accountLocked(m[1]).roles[m[2]]
-		if !ok {
+		r := s.c.roleByARNLocked(arn)
+		if r == nil {
 			return nil, denied
 		}
 		trust, err := policy.Parse([]byte(r.trust))
@@ -73,7 +73,7 @@ func (s *STS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...func
 			ctxKeys["sts:externalid"] = *in.ExternalId
 		}
 		req := request{caller: s.caller, action: "sts:AssumeRole", resource: r.arn, context: ctxKeys}
-		if !authorize(req, nil, true, &trust, m[1], keyPolicy, "the trust policy").ok {
+		if !authorize(req, adminIdentity, &trust, m[1], keyPolicy, "the trust policy").ok {
 			return nil, denied
 		}
 		dur := time.Duration(aws.ToInt32(in.DurationSeconds)) * time.Second

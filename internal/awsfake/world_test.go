@@ -28,8 +28,6 @@ type world interface {
 	prepareAccount(t *testing.T, account string)
 	// clients turns AssumeRole credentials into clients in region.
 	clients(t *testing.T, creds ststypes.Credentials, region string) clients
-	// isFake says whether this is the fake (some checks differ on purpose).
-	isFake() bool
 }
 
 // clients are the four clients acting as one caller.
@@ -54,7 +52,6 @@ func newFakeWorld(t *testing.T) world {
 }
 
 func (w *fakeWorld) serviceSTS() stsAPI { return w.c.STS(DemoServiceAccount) }
-func (w *fakeWorld) isFake() bool       { return true }
 func (w *fakeWorld) prepareAccount(t *testing.T, account string) {
 	w.c.AddRole(account, testRole, ProvisionerTrustPolicy(DemoServiceAccount, testExternalID), nil)
 }
@@ -91,8 +88,6 @@ func newMotoWorld(t *testing.T) world {
 	resp.Body.Close()
 	return &motoWorld{url: u}
 }
-
-func (w *motoWorld) isFake() bool { return false }
 
 func (w *motoWorld) config(region string, creds aws.CredentialsProvider) aws.Config {
 	return aws.Config{

@@ -42,6 +42,11 @@ type Input struct {
 	// RoleName is the replication role's name; "" means [RoleName] of the source bucket. Set it
 	// when the source bucket's configuration already names a role that bucketbridge adopts.
 	RoleName string
+	// AdoptedRoleARN is the full ARN, path included, of the role that the source bucket's
+	// configuration names and bucketbridge adopts. When set it is ROLE, and RoleName is not
+	// used: roles the S3 console creates live under /service-role/, and an ARN built from the
+	// name alone would name no role.
+	AdoptedRoleARN string
 }
 
 // Findings are what the preflight (inspect_source, inspect_destination) found that changes
@@ -56,6 +61,9 @@ type Findings struct {
 	// SourceKeyNotDelegated is true when KA's key policy lacks the usual statement giving
 	// A's IAM (arn:aws:iam::A:root) kms:*, so the role must be named in KA's key policy.
 	SourceKeyNotDelegated bool
+	// SourceObjectLock is true when X has Object Lock enabled (GetObjectLockConfiguration):
+	// the role then also needs s3:GetObjectRetention and s3:GetObjectLegalHold on X's objects.
+	SourceObjectLock bool
 }
 
 // NamedPolicy is an inline role policy and its name.
@@ -117,8 +125,11 @@ func (in Input) Validate() error {
 	return nil
 }
 
-// RoleARN returns ROLE, the replication role's ARN.
+// RoleARN returns ROLE, the replication role's ARN, path included.
 func (in Input) RoleARN() string {
+	if in.AdoptedRoleARN != "" {
+		return in.AdoptedRoleARN
+	}
 	name := in.RoleName
 	if name == "" {
 		name = RoleName(in.Source.Bucket)
@@ -157,20 +168,17 @@ func TrustPolicy(in Input) Document {
 // Object resources and encryption contexts are limited to the prefix; with Bucket Keys the
 // encryption context is the bucket ARN, hence both in every condition.
 // See https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-config-for-kms-objects.html
+//
+// Deprecated: one inline policy per (destination, prefix) fills the role's 10,240 characters
+// at the 9th prefix. Use [BuildRolePolicies] with every live request from the source bucket.
 func RolePolicy(in Input, f Findings) NamedPolicy {
 	src, dst := in.srcARN(), in.dstARN()
 	srcObjects, dstObjects := src+"/"+in.Prefix+"*", dst+"/"+in.Prefix+"*"
-	dstActions := Values{"s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"}
-	if !f.DestinationOwnerEnforced {
-		dstActions = append(dstActions, "s3:ObjectOwnerOverrideToBucketOwner")
-	}
 	doc := Document{Version: Version2012, Statement: []Statement{
 		{Sid: "SourceBucket", Effect: "Allow",
 			Action: Values{"s3:ListBucket", "s3:GetReplicationConfiguration"}, Resource: Values{src}},
-		{Sid: "SourceObjects", Effect: "Allow",
-			Action:   Values{"s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"},
-			Resource: Values{srcObjects}},
-		{Sid: "DestinationObjects", Effect: "Allow", Action: dstActions, Resource: Values{dstObjects}},
+		{Sid: "SourceObjects", Effect: "Allow", Action: sourceObjectActions(f.SourceObjectLock), Resource: Values{srcObjects}},
+		{Sid: "DestinationObjects", Effect: "Allow", Action: destinationObjectActions(f.DestinationOwnerEnforced), Resource: Values{dstObjects}},
 		{Sid: "DecryptSource", Effect: "Allow", Action: Values{"kms:Decrypt"}, Resource: Values{in.Source.KMSKeyARN},
 			Condition: kmsCondition(in.Source.Region, src, srcObjects)},
 		{Sid: "EncryptDestination", Effect: "Allow",
@@ -190,6 +198,8 @@ func kmsCondition(region, bucketARN, objects string) Condition {
 // DestinationKeyStatement returns bucketbridge's statement in KB's key policy for the
 // request's role alone; [MergeStatements] unites it with the roles already there. It covers
 // the whole destination bucket, whatever the prefix, because every request into Y shares it.
+//
+// Deprecated: use [SyncDestinationKeyPolicy] with the roles of every live request into Y.
 func DestinationKeyStatement(in Input) Statement {
 	dst := in.dstARN()
 	return Statement{
@@ -206,6 +216,8 @@ func DestinationKeyStatement(in Input) Statement {
 // delegate to A's IAM (a key policy that does not let IAM policies grant access makes the
 // role's kms:Decrypt grant useless). It covers the whole source bucket.
 // See https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam
+//
+// Deprecated: use [SyncSourceKeyPolicy] with the roles of every live request from X.
 func SourceKeyStatement(in Input) Statement {
 	src := in.srcARN()
 	return Statement{
@@ -222,6 +234,9 @@ func SourceKeyStatement(in Input) Statement {
 // the request's role alone; [MergeStatements] unites them with the roles already there.
 // See https://docs.aws.amazon.com/AmazonS3/latest/userguide/setting-repl-config-perm-overview.html
 // (destination bucket policy for a different account).
+//
+// Deprecated: it still grants s3:PutBucketVersioning, as the documents written so far do. Use
+// [SyncBucketPolicy] with the roles of every live request into Y.
 func DestinationBucketStatements(in Input) []Statement {
 	dst := in.dstARN()
 	return []Statement{
@@ -284,13 +299,18 @@ func Plan(in Input, f Findings) (Documents, error) {
 	if err := in.Validate(); err != nil {
 		return Documents{}, err
 	}
+	role := in.RoleARN()
+	if _, err := ParseRoleARN(role); err != nil {
+		return Documents{}, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	dst := Grant{Bucket: in.Destination.Bucket, Region: in.Destination.Region, Roles: []string{role}}
 	d := Documents{
-		ReplicationRoleARN: in.RoleARN(),
+		ReplicationRoleARN: role,
 		Documents: PlannedDocuments{
 			TrustPolicy:                       TrustPolicy(in),
 			RolePolicy:                        RolePolicy(in, f),
-			DestinationKeyPolicyStatement:     DestinationKeyStatement(in),
-			DestinationBucketPolicyStatements: DestinationBucketStatements(in),
+			DestinationKeyPolicyStatement:     DestinationKeyPolicyStatements(dst)[0],
+			DestinationBucketPolicyStatements: DestinationBucketPolicyStatements(dst),
 			ReplicationRule:                   ReplicationRuleFor(in, f),
 		},
 	}
@@ -300,11 +320,14 @@ func Plan(in Input, f Findings) (Documents, error) {
 		d.Notes = append(d.Notes, "destination Object Ownership taken to allow ACLs (not bucket owner enforced; a dry run assumes this): replicas are handed to the destination owner")
 	}
 	if f.SourceKeyNotDelegated {
-		st := SourceKeyStatement(in)
+		st := SourceKeyPolicyStatements(Grant{Bucket: in.Source.Bucket, Region: in.Source.Region, Roles: []string{role}})[0]
 		d.Documents.SourceKeyPolicyStatement = &st
 		d.Notes = append(d.Notes, "the source key's policy does not delegate to the source account's IAM: the role is added to it")
 	} else {
 		d.Notes = append(d.Notes, "source key policy taken to delegate to the source account's IAM (a dry run assumes this): nothing is added to it")
+	}
+	if f.SourceObjectLock {
+		d.Notes = append(d.Notes, "the source bucket has Object Lock: the role may read retention and legal holds, and the destination bucket needs Object Lock too")
 	}
 	d.Notes = append(d.Notes, "the rule's Priority is set when it is merged into the source bucket's configuration: highest existing + 1")
 	return d, nil

@@ -138,7 +138,7 @@ func TestPlanMatchesDesign(t *testing.T) {
 		  "Resource": "` + y + `/*"},
 		  {"Sid": "BucketbridgeReplicaBucket", "Effect": "Allow",
 		  "Principal": {"AWS": ["` + role + `"]},
-		  "Action": ["s3:GetBucketVersioning", "s3:PutBucketVersioning"],
+		  "Action": ["s3:GetBucketVersioning"],
 		  "Resource": "` + y + `"}]}`,
 	}
 	d := got.Documents

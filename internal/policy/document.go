@@ -547,9 +547,6 @@ func Equal(a, b Document) bool {
 	return slices.Equal(statementSet(a.Statement), statementSet(b.Statement))
 }
 
-// StatementEqual reports whether two statements grant the same thing, by the rules of [Equal].
-func StatementEqual(a, b Statement) bool { return canonicalStatement(a) == canonicalStatement(b) }
-
 func statementSet(ss []Statement) []string {
 	out := make([]string, 0, len(ss))
 	for _, s := range ss {

@@ -21,6 +21,15 @@ const (
 	// embedded in one role, 10,240 characters; IAM does not count white space.
 	// See https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length
 	MaxRoleInlinePolicyChars = 10240
+	// MaxManagedPolicyChars is IAM's limit on the size of one customer-managed policy, 6,144
+	// characters; IAM does not count white space.
+	// See https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length
+	MaxManagedPolicyChars = 6144
+	// MaxManagedPoliciesPerRole is IAM's default quota of managed policies attached to one
+	// role ("Managed policies attached to an IAM role", adjustable up to 20 on request; the
+	// default is what every account has).
+	// See https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entities
+	MaxManagedPoliciesPerRole = 10
 	// MaxReplicationRules is the number of rules one replication configuration may hold.
 	// See https://docs.aws.amazon.com/AmazonS3/latest/API/API_ReplicationConfiguration.html
 	// ("can contain a maximum of 1,000 rules").
@@ -81,17 +90,23 @@ func CheckKeyPolicy(d Document) error {
 	return nil
 }
 
-// InlinePolicyChars counts a role's inline policies as IAM does, the characters of every
-// document without white space, except that white space inside strings is counted: an upper
-// bound by at most a few characters, so the check errs on the safe side.
+// PolicyChars counts an IAM policy document as IAM counts it against its size quotas: the
+// characters of the document as bucketbridge writes it (compact JSON, so without white space
+// between elements). White space inside strings, which IAM does not count either, is counted:
+// an upper bound by at most a few characters, so every check errs on the safe side.
+func PolicyChars(d Document) int {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return 0
+	}
+	return utf8.RuneCount(b)
+}
+
+// InlinePolicyChars counts a role's inline policies together, each as [PolicyChars] does.
 func InlinePolicyChars(policies map[string]Document) int {
 	n := 0
 	for _, d := range policies {
-		b, err := json.Marshal(d)
-		if err != nil {
-			continue
-		}
-		n += utf8.RuneCount(b)
+		n += PolicyChars(d)
 	}
 	return n
 }

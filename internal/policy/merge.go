@@ -15,6 +15,9 @@ import (
 //
 // A statement of doc with our Sid is ours whatever it says: anything but its AWS principals
 // (a "*" or a service principal someone added by hand) is replaced by ours.
+//
+// Deprecated: uniting with what AWS holds keeps the unique IDs of deleted roles, which S3 and
+// KMS then refuse. Use [SyncStatements] with statements built from every live request.
 func MergeStatements(doc Document, ours ...Statement) Document {
 	out := clone(doc)
 	if len(out.Statement) == 0 && out.Version == "" {
@@ -50,6 +53,9 @@ func MergeStatements(doc Document, ours ...Statement) Document {
 // RemovePrincipal returns doc with role taken out of the AWS principals of the statements
 // whose Sid is one of sids; a statement left without any principal is dropped. Statements are
 // found by Sid, never by principal. doc is not modified.
+//
+// Deprecated: deciding from AWS whether a role is still needed races with concurrent
+// removals. Use [SyncStatements] with statements built from every live request.
 func RemovePrincipal(doc Document, role string, sids ...string) Document {
 	out := clone(doc)
 	kept := out.Statement[:0:0]
@@ -79,6 +85,8 @@ func RemovePrincipal(doc Document, role string, sids ...string) Document {
 
 // MergeBucketPolicy merges bucketbridge's statements into a bucket policy (an empty Document
 // when the bucket has none) and checks S3's size limit before anything is written.
+//
+// Deprecated: use [SyncBucketPolicy].
 func MergeBucketPolicy(doc Document, ours ...Statement) (Document, error) {
 	out := MergeStatements(doc, ours...)
 	if err := CheckBucketPolicy(out); err != nil {
@@ -90,6 +98,8 @@ func MergeBucketPolicy(doc Document, ours ...Statement) (Document, error) {
 // RemoveFromBucketPolicy takes role out of bucketbridge's statements in a bucket policy.
 // When no statement is left, deletePolicy is true: the caller must call DeleteBucketPolicy,
 // because S3 rejects a policy without statements.
+//
+// Deprecated: use [SyncBucketPolicy].
 func RemoveFromBucketPolicy(doc Document, role string, sids ...string) (out Document, deletePolicy bool) {
 	out = RemovePrincipal(doc, role, sids...)
 	return out, len(out.Statement) == 0
@@ -98,6 +108,8 @@ func RemoveFromBucketPolicy(doc Document, role string, sids ...string) (out Docu
 // MergeKeyPolicy merges bucketbridge's statement into a key policy and checks KMS's size
 // limit before anything is written. Every other statement (above all the one that keeps the
 // key's administrators in control) stays as it was.
+//
+// Deprecated: use [SyncDestinationKeyPolicy] or [SyncSourceKeyPolicy].
 func MergeKeyPolicy(doc Document, ours ...Statement) (Document, error) {
 	out := MergeStatements(doc, ours...)
 	if err := CheckKeyPolicy(out); err != nil {
@@ -108,6 +120,8 @@ func MergeKeyPolicy(doc Document, ours ...Statement) (Document, error) {
 
 // RemoveFromKeyPolicy takes role out of bucketbridge's statements in a key policy. A key
 // always has a policy, so there is nothing to delete.
+//
+// Deprecated: use [SyncDestinationKeyPolicy] or [SyncSourceKeyPolicy].
 func RemoveFromKeyPolicy(doc Document, role string, sids ...string) Document {
 	return RemovePrincipal(doc, role, sids...)
 }
@@ -115,6 +129,9 @@ func RemoveFromKeyPolicy(doc Document, role string, sids ...string) Document {
 // PutRolePolicy returns the role's inline policies (name → document, as ListRolePolicies and
 // GetRolePolicy found them) with p added or replaced, after checking IAM's limit on their
 // total size. policies is not modified.
+//
+// Deprecated: use [BuildRolePolicies], which packs every request's grants into the role's
+// inline and managed policies.
 func PutRolePolicy(policies map[string]Document, p NamedPolicy) (map[string]Document, error) {
 	out := maps.Clone(policies)
 	if out == nil {
@@ -125,17 +142,6 @@ func PutRolePolicy(policies map[string]Document, p NamedPolicy) (map[string]Docu
 		return nil, err
 	}
 	return out, nil
-}
-
-// DeleteRolePolicy returns the role's inline policies without the one named name. When the
-// result is empty and bucketbridge created the role, the role can be deleted.
-func DeleteRolePolicy(policies map[string]Document, name string) map[string]Document {
-	out := maps.Clone(policies)
-	delete(out, name)
-	if out == nil {
-		out = map[string]Document{}
-	}
-	return out
 }
 
 // RoleConflictError says that the source bucket's replication configuration already names

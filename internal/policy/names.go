@@ -88,6 +88,10 @@ func RoleName(sourceBucket string) string {
 // RolePolicyName returns the name of the inline role policy for one destination: a request
 // is unique per (source bucket, destination bucket, prefix), and the role per source bucket,
 // so the name carries the destination bucket and, for a non-empty prefix, its hash.
+//
+// Deprecated: the role's policies are named [RoleInlinePolicyName] and [ManagedPolicyName];
+// this names the inline policies of the scheme [BuildRolePolicies] replaces, which a step
+// removes.
 func RolePolicyName(destinationBucket, prefix string) string {
 	name := sanitizeIAMName(PolicyNamePrefix + destinationBucket)
 	if prefix != "" {
