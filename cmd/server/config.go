@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +47,9 @@ type config struct {
 	PropagationTimeout time.Duration
 	// TrustConditions adds the confused-deputy conditions to trust policies.
 	TrustConditions bool
+	// RoleBoundary names the permissions boundary policy replication roles
+	// are created with (BB_ROLE_PERMISSIONS_BOUNDARY).
+	RoleBoundary string
 	// RateLimit is how many requests that change state each API caller may
 	// send a minute; 0 sets no limit.
 	RateLimit int
@@ -57,6 +61,11 @@ const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 // devToken is the API token of dev mode (BB_CLOUD=fake) when BB_API_TOKENS
 // is unset, so the README's examples work as printed.
 const devToken = "dev-token"
+
+// iamPolicyName is IAM's pattern for a managed policy's name (CreatePolicy,
+// PolicyName).
+// https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicy.html
+var iamPolicyName = regexp.MustCompile(`^[\w+=,.@-]{1,128}$`)
 
 // minTokenLength keeps guessable tokens out of production.
 const minTokenLength = 16
@@ -90,6 +99,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		RequestDeadline:    duration("BB_REQUEST_DEADLINE", provision.DefaultRequestDeadline),
 		VerifyTimeout:      duration("BB_VERIFY_TIMEOUT", provision.DefaultVerifyTimeout),
 		PropagationTimeout: duration("BB_PROPAGATION_TIMEOUT", provision.DefaultPropagationTimeout),
+		RoleBoundary:       getenv("BB_ROLE_PERMISSIONS_BOUNDARY"),
 	}
 	var err error
 	if cfg.Workers, err = strconv.Atoi(env("BB_WORKERS", strconv.Itoa(provision.DefaultWorkers))); err != nil || cfg.Workers < 0 {
@@ -97,6 +107,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if cfg.RateLimit, err = strconv.Atoi(env("BB_RATE_LIMIT", "600")); err != nil || cfg.RateLimit < 0 {
 		errs = append(errs, fmt.Errorf("BB_RATE_LIMIT: want changes per caller per minute, a whole number (0 for no limit), got %q", getenv("BB_RATE_LIMIT")))
+	}
+	if b := cfg.RoleBoundary; b != "" && !iamPolicyName.MatchString(b) {
+		errs = append(errs, fmt.Errorf("BB_ROLE_PERMISSIONS_BOUNDARY: want the name of a managed policy (1 to 128 of letters, digits and +=,.@_-), got %q", b))
 	}
 	if cfg.TrustConditions, err = strconv.ParseBool(env("BB_TRUST_CONDITIONS", "false")); err != nil {
 		errs = append(errs, fmt.Errorf("BB_TRUST_CONDITIONS: want true or false, got %q", getenv("BB_TRUST_CONDITIONS")))
@@ -192,6 +205,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("verify_timeout", c.VerifyTimeout.String()),
 		slog.String("propagation_timeout", c.PropagationTimeout.String()),
 		slog.Bool("trust_conditions", c.TrustConditions),
+		slog.String("role_permissions_boundary", c.RoleBoundary),
 		slog.Int("rate_limit", c.RateLimit),
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 	)

@@ -131,7 +131,7 @@ func TestMotoEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("list role policies: %v", err)
 	}
-	if want := policy.RolePolicyName(y, prefix); len(names.PolicyNames) != 1 || names.PolicyNames[0] != want {
+	if want := policy.RoleInlinePolicyName; len(names.PolicyNames) != 1 || names.PolicyNames[0] != want {
 		t.Errorf("inline policies = %v, want [%s]", names.PolicyNames, want)
 	}
 	for _, name := range names.PolicyNames {
@@ -146,7 +146,7 @@ func TestMotoEndToEnd(t *testing.T) {
 		  "Action":["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"],
 		  "Resource":"arn:aws:s3:::`+y+`/*"}`,
 		`{"Sid":"BucketbridgeReplicaBucket","Effect":"Allow","Principal":{"AWS":"`+role+`"},
-		  "Action":["s3:GetBucketVersioning","s3:PutBucketVersioning"],"Resource":"arn:aws:s3:::`+y+`"}`))
+		  "Action":"s3:GetBucketVersioning","Resource":"arn:aws:s3:::`+y+`"}`))
 	wantKB := keyB
 	wantKB.Statement = append(append([]policy.Statement(nil), keyB.Statement...), mustPolicy(t, policyDoc(
 		`{"Sid":"`+policy.KeyStatementSid(policy.SidReplicaEncrypt, y)+`","Effect":"Allow","Principal":{"AWS":"`+role+`"},
@@ -308,9 +308,9 @@ func motoGetBucketPolicy(t *testing.T, ctx context.Context, a motoAccount, bucke
 // wantE2ERolePolicy is as docs/ARCHITECTURE.md (The documents) describes inline policy for replicating X/P* into
 // Y/P*.
 func wantE2ERolePolicy(x, y, prefix, ka, kb string, ownerEnforced bool) string {
-	dstActions := `"s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"`
+	dstSid, dstActions := "DestinationObjects", `"s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"`
 	if ownerEnforced {
-		dstActions = `"s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags"`
+		dstSid, dstActions = "DestinationObjectsOwnerEnforced", `"s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags"`
 	}
 	xa, ya := "arn:aws:s3:::"+x, "arn:aws:s3:::"+y
 	xp, yp := xa+"/"+prefix+"*", ya+"/"+prefix+"*"
@@ -318,7 +318,7 @@ func wantE2ERolePolicy(x, y, prefix, ka, kb string, ownerEnforced bool) string {
 		`{"Sid":"SourceBucket","Effect":"Allow","Action":["s3:ListBucket","s3:GetReplicationConfiguration"],"Resource":"`+xa+`"}`,
 		`{"Sid":"SourceObjects","Effect":"Allow",
 		  "Action":["s3:GetObjectVersionForReplication","s3:GetObjectVersionAcl","s3:GetObjectVersionTagging"],"Resource":"`+xp+`"}`,
-		`{"Sid":"DestinationObjects","Effect":"Allow","Action":[`+dstActions+`],"Resource":"`+yp+`"}`,
+		`{"Sid":"`+dstSid+`","Effect":"Allow","Action":[`+dstActions+`],"Resource":"`+yp+`"}`,
 		`{"Sid":"DecryptSource","Effect":"Allow","Action":"kms:Decrypt","Resource":"`+ka+`",
 		  "Condition":{"StringEquals":{"kms:ViaService":"s3.us-east-1.amazonaws.com"},
 		               "StringLike":{"kms:EncryptionContext:aws:s3:arn":["`+xa+`","`+xp+`"]}}}`,

@@ -152,7 +152,8 @@ func TestDevModeWalkthrough(t *testing.T) {
 	for _, s := range steps["items"].([]any) {
 		step := s.(map[string]any)
 		if step["phase"] == "deprovision" && step["name"] == "remove_destination_bucket_policy" {
-			if after, _ := json.Marshal(step["after"]); !strings.Contains(string(after), "DenyInsecureTransport") || strings.Contains(string(after), "Bucketbridge") {
+			after, _ := json.Marshal(step["after"].(map[string]any)["policy"])
+			if !strings.Contains(string(after), "DenyInsecureTransport") || strings.Contains(string(after), "Bucketbridge") {
 				t.Errorf("after deprovisioning, the destination bucket policy is %s", after)
 			}
 		}

@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		RequestDeadline: cfg.RequestDeadline,
 		ShutdownGrace:   cfg.ShutdownGrace,
 		StepConfig: provision.StepConfig{TrustConditions: cfg.TrustConditions, StepTimeout: cfg.StepTimeout,
-			VerifyTimeout: cfg.VerifyTimeout, PropagationTimeout: cfg.PropagationTimeout},
+			VerifyTimeout: cfg.VerifyTimeout, PropagationTimeout: cfg.PropagationTimeout, RoleBoundary: cfg.RoleBoundary},
 		Logger:  log,
 		Metrics: metrics,
 	})

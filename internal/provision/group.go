@@ -49,30 +49,47 @@ type Recorder interface {
 }
 
 // RunGroup runs one attempt of each step of a group, concurrently, each
-// under its own timeout, recording each with rec (when not nil) as it
-// starts and ends. It returns the outcomes in group order.
+// under its own timeout and holding the locks of the documents it declares
+// (StepDef.Locks), recording each with rec (when not nil) as it starts and
+// ends. The record is written before the locks are released, so that the
+// next holder of a document reads what this step learned. It returns the
+// outcomes in group order.
 func RunGroup(ctx context.Context, run *Run, group []StepDef, rec Recorder) []StepOutcome {
 	out := make([]StepOutcome, len(group))
 	var wg sync.WaitGroup
 	for i, def := range group {
-		wg.Go(func() {
-			if rec != nil {
-				if err := rec.Started(ctx, def); err != nil {
-					out[i] = StepOutcome{Def: def, Err: err}
-					return
-				}
-			}
-			o := attempt(ctx, run, def)
-			if rec != nil {
-				if err := rec.Ended(ctx, o); err != nil {
-					o.Err = err
-				}
-			}
-			out[i] = o
-		})
+		wg.Go(func() { out[i] = runOne(ctx, run, def, rec) })
 	}
 	wg.Wait()
 	return out
+}
+
+// runOne runs and records one attempt of a step under its locks.
+func runOne(ctx context.Context, run *Run, def StepDef, rec Recorder) StepOutcome {
+	if rec != nil {
+		if err := rec.Started(ctx, def); err != nil {
+			return StepOutcome{Def: def, Err: err}
+		}
+	}
+	var o StepOutcome
+	if def.Locks != nil && run.Lock != nil {
+		keys := def.Locks(run)
+		unlock, err := run.Lock(ctx, keys...)
+		if err != nil {
+			o = StepOutcome{Def: def, Err: fmt.Errorf("lock %v: %w", keys, err)}
+		} else {
+			defer unlock()
+		}
+	}
+	if o.Err == nil {
+		o = attempt(ctx, run, def)
+	}
+	if rec != nil {
+		if err := rec.Ended(ctx, o); err != nil {
+			o.Err = err
+		}
+	}
+	return o
 }
 
 // attempt runs one attempt of a step.
@@ -98,6 +115,7 @@ func attempt(ctx context.Context, run *Run, def StepDef) (o StepOutcome) {
 	}
 	start := run.now()
 	o.Def = def
+
 	defer func() {
 		if v := recover(); v != nil {
 			run.logger().ErrorContext(ctx, "step panicked", "step", def.Name, "replication_id", run.Replication.ID,

@@ -235,10 +235,10 @@ func (e *engineEnv) checkConverged(t *testing.T, id string, spec provision.Spec)
 	}
 	checkDoc(t, "trust policy", mustDecodeIAM(t, aws.ToString(role.Role.AssumeRolePolicyDocument)), wantTrust)
 	names, err := iamA.ListRolePolicies(ctx, &iam.ListRolePoliciesInput{RoleName: aws.String(roleName)})
-	if want := []string{policy.RolePolicyName(dst.Bucket, "")}; err != nil || !slices.Equal(names.PolicyNames, want) {
+	if want := []string{policy.RoleInlinePolicyName}; err != nil || !slices.Equal(names.PolicyNames, want) {
 		t.Errorf("inline policies of %s: %v (%v), want %v", roleName, names, err, want)
 	}
-	rp, err := iamA.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(roleName), PolicyName: aws.String(policy.RolePolicyName(dst.Bucket, ""))})
+	rp, err := iamA.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(roleName), PolicyName: aws.String(policy.RoleInlinePolicyName)})
 	if err != nil {
 		t.Fatalf("get role policy: %v", err)
 	}

@@ -32,6 +32,16 @@ type IAMAPI interface {
 	ListRolePolicies(ctx context.Context, in *iam.ListRolePoliciesInput, optFns ...func(*iam.Options)) (*iam.ListRolePoliciesOutput, error)
 	DeleteRolePolicy(ctx context.Context, in *iam.DeleteRolePolicyInput, optFns ...func(*iam.Options)) (*iam.DeleteRolePolicyOutput, error)
 	DeleteRole(ctx context.Context, in *iam.DeleteRoleInput, optFns ...func(*iam.Options)) (*iam.DeleteRoleOutput, error)
+	ListAttachedRolePolicies(ctx context.Context, in *iam.ListAttachedRolePoliciesInput, optFns ...func(*iam.Options)) (*iam.ListAttachedRolePoliciesOutput, error)
+	AttachRolePolicy(ctx context.Context, in *iam.AttachRolePolicyInput, optFns ...func(*iam.Options)) (*iam.AttachRolePolicyOutput, error)
+	DetachRolePolicy(ctx context.Context, in *iam.DetachRolePolicyInput, optFns ...func(*iam.Options)) (*iam.DetachRolePolicyOutput, error)
+	CreatePolicy(ctx context.Context, in *iam.CreatePolicyInput, optFns ...func(*iam.Options)) (*iam.CreatePolicyOutput, error)
+	GetPolicy(ctx context.Context, in *iam.GetPolicyInput, optFns ...func(*iam.Options)) (*iam.GetPolicyOutput, error)
+	GetPolicyVersion(ctx context.Context, in *iam.GetPolicyVersionInput, optFns ...func(*iam.Options)) (*iam.GetPolicyVersionOutput, error)
+	CreatePolicyVersion(ctx context.Context, in *iam.CreatePolicyVersionInput, optFns ...func(*iam.Options)) (*iam.CreatePolicyVersionOutput, error)
+	ListPolicyVersions(ctx context.Context, in *iam.ListPolicyVersionsInput, optFns ...func(*iam.Options)) (*iam.ListPolicyVersionsOutput, error)
+	DeletePolicyVersion(ctx context.Context, in *iam.DeletePolicyVersionInput, optFns ...func(*iam.Options)) (*iam.DeletePolicyVersionOutput, error)
+	DeletePolicy(ctx context.Context, in *iam.DeletePolicyInput, optFns ...func(*iam.Options)) (*iam.DeletePolicyOutput, error)
 }
 
 // KMSAPI is the KMS calls steps make; *kms.Client satisfies it.
@@ -59,6 +69,7 @@ type S3API interface {
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 	ListObjectVersions(ctx context.Context, in *s3.ListObjectVersionsInput, optFns ...func(*s3.Options)) (*s3.ListObjectVersionsOutput, error)
+	GetObjectLockConfiguration(ctx context.Context, in *s3.GetObjectLockConfigurationInput, optFns ...func(*s3.Options)) (*s3.GetObjectLockConfigurationOutput, error)
 }
 
 // Account is one AWS account as steps see it: a provisioner session with
@@ -89,6 +100,18 @@ type Facts struct {
 	// RoleName is the replication role: bucketbridge's, or the one named by
 	// the source bucket's existing replication configuration.
 	RoleName string `json:"role_name,omitempty"`
+	// RoleARN is the role's full ARN, path included, once
+	// ensure_replication_role has found or created the role: from then on
+	// the role exists, and other requests' documents may name it.
+	RoleARN string `json:"role_arn,omitempty"`
+	// AdoptedRoleARN is the ARN, path included, of the role the source
+	// bucket's replication configuration names, when bucketbridge adopts it.
+	AdoptedRoleARN string `json:"adopted_role_arn,omitempty"`
+	// SourceObjectLock: X has Object Lock enabled, so the role also reads
+	// the objects' retention and legal hold, and Y must have Object Lock too.
+	SourceObjectLock bool `json:"source_object_lock,omitempty"`
+	// DestinationObjectLock: Y has Object Lock enabled.
+	DestinationObjectLock bool `json:"destination_object_lock,omitempty"`
 	// RoleAdopted: the role was not created by bucketbridge and is never deleted by it.
 	RoleAdopted bool `json:"role_adopted"`
 	// RoleCreatedAt is when bucketbridge created the role; IAM propagation
@@ -117,6 +140,10 @@ type StepConfig struct {
 	PropagationTimeout time.Duration
 	// PollInterval is how often the canary's replication status is read.
 	PollInterval time.Duration
+	// RoleBoundary names the managed policy, in each source account, that
+	// replication roles bucketbridge creates get as their permissions
+	// boundary (BB_ROLE_PERMISSIONS_BOUNDARY); "" for none.
+	RoleBoundary string
 }
 
 func (c StepConfig) withDefaults() StepConfig {
@@ -134,11 +161,13 @@ type Run struct {
 	Destination *Account
 	Config      StepConfig
 	// Lock takes the Postgres advisory locks named by keys (documents' ARNs)
-	// and returns their release; hold them across read-modify-write of a
-	// shared document so concurrent requests never lose each other's
-	// statements. Several keys are taken together, in a fixed order, so
-	// lockers never deadlock.
+	// and returns their release; the group runner holds a step's (StepDef.
+	// Locks) across its read-modify-write of a shared document, so that
+	// concurrent requests never lose each other's statements. Several keys
+	// are taken together, in a fixed order, so lockers never deadlock.
 	Lock func(ctx context.Context, keys ...string) (unlock func(), err error)
+	// Peers lists the requests holding documents (WorkStore.Peers).
+	Peers func(ctx context.Context, f PeerFilter) ([]Peer, error)
 	// Now is the clock.
 	Now func() time.Time
 	// Log receives what steps log.
@@ -253,6 +282,10 @@ type StepDef struct {
 	// TimeoutFunc, when set, gives the step's time limit instead of
 	// StepConfig.StepTimeout: verify waits for S3 on top of its calls.
 	TimeoutFunc func(StepConfig) time.Duration
+	// Locks, when set, names the documents the step writes: the group
+	// runner holds their advisory locks while the step runs. Steps of one
+	// group lock different documents.
+	Locks func(run *Run) []string
 	// Interruptible: the step mostly waits (verify's canary) and is safe to
 	// stop at any moment, so a caller's cancel or a shutdown stops it at
 	// once instead of letting it run to its end. It must clean up after

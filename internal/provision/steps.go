@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -34,13 +35,12 @@ const (
 	StepDeleteRole                    = "delete_role"
 )
 
-// ProvisionSteps returns the provisioning steps of docs/ARCHITECTURE.md (The steps) in order. Steps
-// of one Group touch different documents and run concurrently; the rule is
-// written only after the role policy and B's documents (Known traps: objects
-// written before the permissions exist fail and are never retried). The
-// role's inline policy comes before the statements naming the role, so a
-// concurrent deprovisioning of another request sharing the role sees that
-// this one still needs it (roleStillReplicates).
+// ProvisionSteps returns the provisioning steps of docs/ARCHITECTURE.md
+// (The steps) in order. Steps of one Group lock different documents and run
+// concurrently; the rule is written only after the role's permissions and
+// B's documents: objects written before the permissions exist fail and are
+// never retried. The role's permissions come before the statements naming
+// the role.
 func ProvisionSteps() []StepDef {
 	return []StepDef{
 		{Name: StepResolveAccounts, Group: 1, Run: resolveAccounts},
@@ -48,41 +48,56 @@ func ProvisionSteps() []StepDef {
 		{Name: StepInspectDestination, Group: 2, Run: inspectDestination},
 		{Name: StepEnableVersioningSource, Group: 3, Run: enableVersioningSource},
 		{Name: StepEnableVersioningDestination, Group: 3, Run: enableVersioningDestination},
-		{Name: StepEnsureReplicationRole, Group: 4, Run: ensureReplicationRole},
-		{Name: StepPutRolePolicy, Group: 5, Run: putRolePolicy},
-		{Name: StepUpdateDestinationKeyPolicy, Group: 6, Run: updateDestinationKeyPolicy},
-		{Name: StepUpdateDestinationBucketPolicy, Group: 6, Run: updateDestinationBucketPolicy},
-		{Name: StepUpdateSourceKeyPolicy, Group: 6, Run: updateSourceKeyPolicy},
-		{Name: StepPutReplicationRule, Group: 7, Run: putReplicationRule},
+		{Name: StepEnsureReplicationRole, Group: 4, Run: ensureReplicationRole, Locks: roleLock},
+		{Name: StepPutRolePolicy, Group: 5, Run: syncRolePolicies, Locks: roleLock},
+		{Name: StepUpdateDestinationKeyPolicy, Group: 6, Run: syncDestinationKeyPolicy, Locks: destinationKeyLock},
+		{Name: StepUpdateDestinationBucketPolicy, Group: 6, Run: syncDestinationBucketPolicy, Locks: destinationBucketLock},
+		{Name: StepUpdateSourceKeyPolicy, Group: 6, Run: syncSourceKeyPolicy, Locks: sourceKeyLock},
+		{Name: StepPutReplicationRule, Group: 7, Run: putReplicationRule, Locks: sourceBucketLock},
 		{Name: StepVerify, Group: 8, Run: verify, TimeoutFunc: verifyTimeout, Interruptible: true},
 	}
 }
 
 // DeprovisionSteps returns the steps that remove what provisioning added, in
-// order. The role leaves B's documents before it is deleted: AWS rewrites a
-// deleted role's ARN in a principal to its unique ID (Known traps).
-// Versioning is never turned off.
+// order. Each document is computed again from the requests that still hold
+// it, as provisioning computes it, so removing one request's grants keeps
+// everyone else's. The role leaves B's documents before it is deleted: AWS
+// rewrites a deleted role's ARN in a principal to its unique ID, which S3
+// and KMS then refuse. Versioning is never turned off.
 func DeprovisionSteps() []StepDef {
 	return []StepDef{
 		{Name: StepResolveAccounts, Group: 1, Run: resolveAccounts},
-		{Name: StepRemoveReplicationRule, Group: 2, Run: removeReplicationRule, Undoes: StepPutReplicationRule},
-		{Name: StepRemoveDestinationBucketPolicy, Group: 3, Run: removeDestinationBucketPolicy, Undoes: StepUpdateDestinationBucketPolicy},
-		{Name: StepRemoveDestinationKeyPolicy, Group: 3, Run: removeDestinationKeyPolicy, Undoes: StepUpdateDestinationKeyPolicy},
-		{Name: StepRemoveSourceKeyPolicy, Group: 3, Run: removeSourceKeyPolicy, Undoes: StepUpdateSourceKeyPolicy},
-		{Name: StepDeleteRolePolicy, Group: 4, Run: deleteRolePolicy, Undoes: StepPutRolePolicy},
-		{Name: StepDeleteRole, Group: 5, Run: deleteRole, Undoes: StepEnsureReplicationRole},
+		{Name: StepRemoveReplicationRule, Group: 2, Run: removeReplicationRule, Locks: sourceBucketLock, Undoes: StepPutReplicationRule},
+		{Name: StepRemoveDestinationBucketPolicy, Group: 3, Run: syncDestinationBucketPolicy, Locks: destinationBucketLock, Undoes: StepUpdateDestinationBucketPolicy},
+		{Name: StepRemoveDestinationKeyPolicy, Group: 3, Run: syncDestinationKeyPolicy, Locks: destinationKeyLock, Undoes: StepUpdateDestinationKeyPolicy},
+		{Name: StepRemoveSourceKeyPolicy, Group: 3, Run: syncSourceKeyPolicy, Locks: sourceKeyLock, Undoes: StepUpdateSourceKeyPolicy},
+		{Name: StepDeleteRolePolicy, Group: 4, Run: syncRolePolicies, Locks: roleLock, Undoes: StepPutRolePolicy},
+		{Name: StepDeleteRole, Group: 5, Run: deleteRole, Locks: roleLock, Undoes: StepEnsureReplicationRole},
 	}
 }
+
+// The documents steps lock, by the document's ARN: requests sharing one
+// serialize their read-modify-writes of it, even across server replicas.
+func roleLock(run *Run) []string         { return []string{input(run).RoleARN()} }
+func sourceBucketLock(run *Run) []string { return []string{bucketARN(run.Replication.Source)} }
+func destinationBucketLock(run *Run) []string {
+	return []string{bucketARN(run.Replication.Destination)}
+}
+func sourceKeyLock(run *Run) []string      { return []string{run.Replication.Source.KMSKeyARN} }
+func destinationKeyLock(run *Run) []string { return []string{run.Replication.Destination.KMSKeyARN} }
 
 // input is what the policy builders need from the run: the request and the
 // role learned so far (the default role name until inspection says otherwise).
 func input(run *Run) policy.Input {
 	r := run.Replication
-	return r.PolicyInput(r.ID, run.Config.TrustConditions, roleName(run))
+	in := r.PolicyInput(r.ID, run.Config.TrustConditions, roleName(run))
+	in.AdoptedRoleARN = run.Facts().AdoptedRoleARN
+	return in
 }
 
 func findings(f Facts) policy.Findings {
-	return policy.Findings{DestinationOwnerEnforced: f.DestinationOwnerEnforced, SourceKeyNotDelegated: f.SourceKeyNotDelegated}
+	return policy.Findings{DestinationOwnerEnforced: f.DestinationOwnerEnforced,
+		SourceKeyNotDelegated: f.SourceKeyNotDelegated, SourceObjectLock: f.SourceObjectLock}
 }
 
 // roleName is the replication role: the one learned by inspection, or
@@ -97,18 +112,39 @@ func roleName(run *Run) string {
 // bucketARN is the ARN of a side's bucket.
 func bucketARN(s Side) string { return policy.BucketARN(policy.Partition(s.Region), s.Bucket) }
 
-// withLock runs fn holding the run's advisory locks on keys (documents'
-// ARNs), so that concurrent requests never lose each other's statements.
-func withLock(ctx context.Context, run *Run, keys []string, fn func() (Result, error)) (Result, error) {
-	if run.Lock == nil {
-		return fn()
+// peers returns the requests that hold documents selected by f (see
+// PeerFilter), as the store has them, with this request as the run knows
+// it: among them while it is being provisioned, not once it is being
+// deprovisioned. Read under a document's lock, they say whose grants the
+// document must hold.
+func (r *Run) peers(ctx context.Context, f PeerFilter) ([]Peer, error) {
+	var stored []Peer
+	if r.Peers != nil {
+		var err error
+		if stored, err = r.Peers(ctx, f); err != nil {
+			return nil, fmt.Errorf("list the requests sharing %+v: %w", f, err)
+		}
 	}
-	unlock, err := run.Lock(ctx, keys...)
-	if err != nil {
-		return Result{}, fmt.Errorf("lock %v: %w", keys, err)
+	self := r.Replication
+	out := slices.DeleteFunc(stored, func(p Peer) bool { return p.ID == self.ID })
+	if self.Phase == PhaseProvision && (f.SourceBucket == "" || f.SourceBucket == self.Source.Bucket) &&
+		(f.DestinationBucket == "" || f.DestinationBucket == self.Destination.Bucket) {
+		out = append(out, Peer{Replication: self, Facts: r.Facts()})
 	}
-	defer unlock()
-	return fn()
+	return out, nil
+}
+
+// rolesOf returns the sorted, distinct ARNs of the existing roles of the
+// peers that keep selects.
+func rolesOf(peers []Peer, keep func(Peer) bool) []string {
+	var roles []string
+	for _, p := range peers {
+		if p.Facts.RoleARN != "" && keep(p) {
+			roles = append(roles, p.Facts.RoleARN)
+		}
+	}
+	slices.Sort(roles)
+	return slices.Compact(roles)
 }
 
 // mustJSON encodes a document built by bucketbridge; the policy types always

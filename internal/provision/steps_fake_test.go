@@ -244,7 +244,7 @@ func (e *fakeEnv) checkDemoDocuments(t *testing.T, id string, roles []string) {
 	if !tagged {
 		t.Errorf("role tags %v lack managed-by=bucketbridge", role.Role.Tags)
 	}
-	rp, err := iamA.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(srcRole), PolicyName: aws.String(policy.RolePolicyName(dst.Bucket, ""))})
+	rp, err := iamA.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(srcRole), PolicyName: aws.String(policy.RoleInlinePolicyName)})
 	if err != nil {
 		t.Fatalf("get role policy: %v", err)
 	}
@@ -723,8 +723,10 @@ func TestCanaryFailure(t *testing.T) {
 	if _, err := runPhase(ctx, run, steps[:11], 0); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
-	// Someone removes the key statement behind bucketbridge's back.
-	if _, err := step(t, provision.DeprovisionSteps(), "remove_destination_key_policy").Run(ctx, run); err != nil {
+	// Someone puts KB's default policy back, behind bucketbridge's back.
+	dst := spec.Destination
+	if _, err := e.cloud.KMS(dst.AccountID, dst.Region).PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(dst.KMSKeyARN),
+		PolicyName: aws.String("default"), Policy: aws.String(awsfake.DefaultKeyPolicy(dst.AccountID))}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := step(t, steps, "verify").Run(ctx, run)

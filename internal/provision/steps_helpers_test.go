@@ -17,13 +17,54 @@ import (
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
-// locks is an in-process stand-in for the engine's advisory locks.
+// locks is an in-process stand-in for what the engine's requests share
+// through Postgres: the advisory locks, and the requests that hold
+// documents (Store.Peers).
 type locks struct {
 	mu sync.Mutex
 	m  map[string]chan struct{}
+
+	heldMu sync.Mutex
+	held   map[string]*provision.Run
 }
 
-func newLocks() *locks { return &locks{m: map[string]chan struct{}{}} }
+func newLocks() *locks {
+	return &locks{m: map[string]chan struct{}{}, held: map[string]*provision.Run{}}
+}
+
+// Peers has the signature of Run.Peers: the held requests, with what their
+// runs learned so far (the engine stores facts with every step).
+func (l *locks) Peers(_ context.Context, f provision.PeerFilter) ([]provision.Peer, error) {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	var out []provision.Peer
+	for _, r := range l.held {
+		p := provision.Peer{Replication: r.Replication, Facts: r.Facts()}
+		if (f.SourceBucket == "" || f.SourceBucket == p.Source.Bucket) && (f.DestinationBucket == "" || f.DestinationBucket == p.Destination.Bucket) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// hold records that run's request holds documents, as a request being
+// provisioned, or provisioned, does in the store.
+func (l *locks) hold(run *provision.Run) {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	l.held[run.Replication.ID] = run
+}
+
+// release records that a request no longer holds documents, as one being
+// deprovisioned does.
+func (l *locks) release(id string) {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	delete(l.held, id)
+}
+
+// sharedOf finds the locks a run was opened with, for runPhase.
+var sharedOf sync.Map // *provision.Run → *locks
 
 // Lock has the signature of Run.Lock: it takes keys in sorted order.
 func (l *locks) Lock(ctx context.Context, keys ...string) (func(), error) {
@@ -72,9 +113,10 @@ func openRun(ctx context.Context, s provision.Sessions, l *locks, id string, spe
 	if err != nil {
 		return nil, err
 	}
-	run := provision.NewRun(provision.Replication{ID: id, Spec: spec}, facts)
+	run := provision.NewRun(provision.Replication{ID: id, Spec: spec, Phase: provision.PhaseProvision}, facts)
 	run.Source, run.Destination = src, dst
-	run.Lock = l.Lock
+	run.Lock, run.Peers = l.Lock, l.Peers
+	sharedOf.Store(run, l)
 	run.Config = provision.StepConfig{VerifyTimeout: 20 * time.Second, PollInterval: 5 * time.Millisecond}
 	return run, nil
 }
@@ -84,6 +126,18 @@ func openRun(ctx context.Context, s provision.Sessions, l *locks, id string, spe
 // retries times, when their error is not permanent (the engine's backoff,
 // without the waiting). It stops at the first group with an error left.
 func runPhase(ctx context.Context, run *provision.Run, steps []provision.StepDef, retries int) (map[string]provision.Result, error) {
+	l, _ := sharedOf.Load(run)
+	if slices.ContainsFunc(steps, func(d provision.StepDef) bool { return d.Undoes != "" }) {
+		run.Replication.Phase = provision.PhaseDeprovision
+		if l != nil {
+			l.(*locks).release(run.Replication.ID)
+		}
+	} else {
+		run.Replication.Phase = provision.PhaseProvision
+		if l != nil {
+			l.(*locks).hold(run)
+		}
+	}
 	results := map[string]provision.Result{}
 	for _, group := range provision.Groups(steps) {
 		for attempt := 0; len(group) > 0; attempt++ {
@@ -160,15 +214,15 @@ const wantTrust = `{"Version":"2012-10-17","Statement":[{"Sid":"S3ReplicationAss
 // wantRolePolicy is the inline policy for replication of src into dst with
 // an empty prefix.
 func wantRolePolicy(src, dst provision.Side, ownerEnforced bool) string {
-	dstActions := `["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"]`
+	dstSid, dstActions := "DestinationObjects", `["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"]`
 	if ownerEnforced {
-		dstActions = `["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags"]`
+		dstSid, dstActions = "DestinationObjectsOwnerEnforced", `["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags"]`
 	}
 	x, y := "arn:aws:s3:::"+src.Bucket, "arn:aws:s3:::"+dst.Bucket
 	return `{"Version":"2012-10-17","Statement":[
   {"Sid":"SourceBucket","Effect":"Allow","Action":["s3:ListBucket","s3:GetReplicationConfiguration"],"Resource":"` + x + `"},
   {"Sid":"SourceObjects","Effect":"Allow","Action":["s3:GetObjectVersionForReplication","s3:GetObjectVersionAcl","s3:GetObjectVersionTagging"],"Resource":"` + x + `/*"},
-  {"Sid":"DestinationObjects","Effect":"Allow","Action":` + dstActions + `,"Resource":"` + y + `/*"},
+  {"Sid":"` + dstSid + `","Effect":"Allow","Action":` + dstActions + `,"Resource":"` + y + `/*"},
   {"Sid":"DecryptSource","Effect":"Allow","Action":"kms:Decrypt","Resource":"` + src.KMSKeyARN + `",
    "Condition":{"StringEquals":{"kms:ViaService":"s3.` + src.Region + `.amazonaws.com"},"StringLike":{"kms:EncryptionContext:aws:s3:arn":["` + x + `","` + x + `/*"]}}},
   {"Sid":"EncryptDestination","Effect":"Allow","Action":["kms:Encrypt","kms:GenerateDataKey","kms:Decrypt"],"Resource":"` + dst.KMSKeyARN + `",
@@ -188,7 +242,7 @@ func wantBucketStatements(dst provision.Side, roles []string) []string {
 	y := "arn:aws:s3:::" + dst.Bucket
 	return []string{
 		`{"Sid":"BucketbridgeReplicaObjects","Effect":"Allow","Principal":{"AWS":` + jsonList(roles) + `},"Action":["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"],"Resource":"` + y + `/*"}`,
-		`{"Sid":"BucketbridgeReplicaBucket","Effect":"Allow","Principal":{"AWS":` + jsonList(roles) + `},"Action":["s3:GetBucketVersioning","s3:PutBucketVersioning"],"Resource":"` + y + `"}`,
+		`{"Sid":"BucketbridgeReplicaBucket","Effect":"Allow","Principal":{"AWS":` + jsonList(roles) + `},"Action":"s3:GetBucketVersioning","Resource":"` + y + `"}`,
 	}
 }
 

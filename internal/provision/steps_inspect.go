@@ -25,6 +25,7 @@ type bucketFindings struct {
 	Versioning        string                           `json:"versioning"`
 	DefaultEncryption *encryptionFinding               `json:"default_encryption,omitempty"`
 	ObjectOwnership   string                           `json:"object_ownership,omitempty"`
+	ObjectLock        bool                             `json:"object_lock"`
 	Policy            *policy.Document                 `json:"bucket_policy,omitempty"`
 	Replication       *policy.ReplicationConfiguration `json:"replication,omitempty"`
 }
@@ -53,6 +54,8 @@ type keyFindings struct {
 type roleFinding struct {
 	Name    string `json:"name"`
 	Adopted bool   `json:"adopted"`
+	// ARN is the adopted role's ARN, path included.
+	ARN string `json:"arn,omitempty"`
 }
 
 type sourceFindings struct {
@@ -94,9 +97,17 @@ func inspectSource(ctx context.Context, run *Run) (Result, error) {
 			if err != nil {
 				return Result{}, err
 			}
-			role = roleFinding{Name: name, Adopted: name != policy.RoleName(side.Bucket)}
+			role = roleFinding{Name: name, Adopted: repl.Role != policy.RoleARN(policy.Partition(side.Region), side.AccountID, policy.RoleName(side.Bucket))}
+			if role.Adopted {
+				role.ARN = repl.Role
+			}
 		}
 	}
+	lock, err := objectLockEnabled(ctx, run.Source, side)
+	if err != nil {
+		return Result{}, err
+	}
+	b.ObjectLock = lock
 	k, err := inspectKey(ctx, run.Source, side, "source")
 	if err != nil {
 		return Result{}, err
@@ -106,7 +117,9 @@ func inspectSource(ctx context.Context, run *Run) (Result, error) {
 	run.Learn(func(f *Facts) {
 		f.RoleName = role.Name
 		f.RoleAdopted = role.Adopted
+		f.AdoptedRoleARN = role.ARN
 		f.SourceKeyNotDelegated = !delegated
+		f.SourceObjectLock = lock
 	})
 	return Result{After: sourceFindings{Bucket: b, Key: k, Role: role}}, nil
 }
@@ -140,12 +153,15 @@ func inspectDestination(ctx context.Context, run *Run) (Result, error) {
 	if pol != nil {
 		b.Policy = pol
 	}
+	if b.ObjectLock, err = objectLockEnabled(ctx, run.Destination, side); err != nil {
+		return Result{}, err
+	}
 	k, err := inspectKey(ctx, run.Destination, side, "destination")
 	if err != nil {
 		return Result{}, err
 	}
 	enforced := b.ObjectOwnership == string(s3types.ObjectOwnershipBucketOwnerEnforced)
-	run.Learn(func(f *Facts) { f.DestinationOwnerEnforced = enforced })
+	run.Learn(func(f *Facts) { f.DestinationOwnerEnforced, f.DestinationObjectLock = enforced, b.ObjectLock })
 	return Result{After: destinationFindings{Bucket: b, Key: k, OwnerEnforced: enforced}}, nil
 }
 
@@ -282,21 +298,29 @@ func keyARNParts(arn string) (region, account string, ok bool) {
 }
 
 // adoptableRole checks the role an existing replication configuration names
-// and returns its name.
+// and returns its name. A role with a path (the S3 console creates its roles
+// under /service-role/) is adopted by its full ARN.
 func adoptableRole(arn string, side Side) (string, error) {
-	// arn:<partition>:iam::<account>:role/<path/><name>
-	p := strings.SplitN(arn, ":", 6)
-	if len(p) != 6 || p[2] != "iam" || !strings.HasPrefix(p[5], "role/") {
-		return "", Permanent(fmt.Sprintf("the replication configuration of source bucket %s names %q, which is not an IAM role ARN: fix or remove that configuration", side.Bucket, arn), nil)
+	ref, err := policy.ParseRoleARN(arn)
+	if err != nil {
+		return "", Permanent(fmt.Sprintf("the replication configuration of source bucket %s names %q, which is not an IAM role ARN: fix or remove that configuration", side.Bucket, arn), err)
 	}
-	if p[4] != side.AccountID {
-		return "", Permanent(fmt.Sprintf("the replication configuration of source bucket %s names role %s of account %s: a replication role must belong to the bucket's account %s", side.Bucket, arn, p[4], side.AccountID), nil)
+	if ref.AccountID != side.AccountID {
+		return "", Permanent(fmt.Sprintf("the replication configuration of source bucket %s names role %s of account %s: a replication role must belong to the bucket's account %s", side.Bucket, arn, ref.AccountID, side.AccountID), nil)
 	}
-	rest := strings.TrimPrefix(p[5], "role/")
-	if strings.Contains(rest, "/") {
-		return "", Permanent(fmt.Sprintf("the replication configuration of source bucket %s names role %s, which has an IAM path: bucketbridge can adopt only roles at path / (it names roles as arn:aws:iam::<account>:role/<name> in policies); move the existing rules to such a role, or replicate this bucket by hand", side.Bucket, arn), nil)
+	return ref.Name, nil
+}
+
+// objectLockEnabled reports whether a side's bucket has Object Lock enabled.
+func objectLockEnabled(ctx context.Context, acct *Account, side Side) (bool, error) {
+	out, err := acct.S3.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID)})
+	switch {
+	case IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketObjectLockConfiguration", Resource: side.Bucket})
 	}
-	return rest, nil
+	return out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == s3types.ObjectLockEnabledEnabled, nil
 }
 
 // delegatesToAccount reports whether a key policy holds the usual statement

@@ -184,7 +184,7 @@ func TestMoto(t *testing.T) {
 		t.Fatalf("get role: %v", err)
 	}
 	checkDoc(t, "trust policy", mustDecodeIAM(t, aws.ToString(r.Role.AssumeRolePolicyDocument)), wantTrust)
-	rp, err := a.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(roleName), PolicyName: aws.String(policy.RolePolicyName(y, ""))})
+	rp, err := a.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(roleName), PolicyName: aws.String(policy.RoleInlinePolicyName)})
 	if err != nil {
 		t.Fatalf("get role policy: %v", err)
 	}

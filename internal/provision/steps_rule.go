@@ -33,47 +33,45 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 	role := in.RoleARN()
 	rule := policy.ReplicationRuleFor(in, findings(facts))
 	c := call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket}
-	return withLock(ctx, run, []string{bucketARN(side)}, func() (Result, error) {
-		current, err := readReplication(ctx, run.Source, side)
-		if err != nil {
-			return Result{}, err
+	current, err := readReplication(ctx, run.Source, side)
+	if err != nil {
+		return Result{}, err
+	}
+	before := ruleState{Bucket: side.Bucket, Configuration: current}
+	want, err := policy.MergeReplicationRule(current, role, rule)
+	var conflict *policy.RoleConflictError
+	if errors.As(err, &conflict) {
+		if !facts.RoleAdopted || roleNameOf(conflict.Existing) != facts.RoleName {
+			return Result{}, Permanent(fmt.Sprintf("the replication configuration of source bucket %s now names role %s, not %s, which inspection found: it changed since inspection; deprovision this request (DELETE it) and resubmit it so that inspection adopts the role the configuration names now", side.Bucket, conflict.Existing, role), err)
 		}
-		before := ruleState{Bucket: side.Bucket, Configuration: current}
-		want, err := policy.MergeReplicationRule(current, role, rule)
-		var conflict *policy.RoleConflictError
-		if errors.As(err, &conflict) {
-			if !facts.RoleAdopted || roleNameOf(conflict.Existing) != facts.RoleName {
-				return Result{}, Permanent(fmt.Sprintf("the replication configuration of source bucket %s now names role %s, not %s, which inspection found: it changed since inspection; deprovision this request (DELETE it) and resubmit it so that inspection adopts the role the configuration names now", side.Bucket, conflict.Existing, role), err)
-			}
-			role = conflict.Existing
-			want, err = policy.MergeReplicationRule(current, role, rule)
-		}
-		if err != nil {
-			return Result{}, classify(err, c)
-		}
-		if current != nil && policy.ReplicationEqual(*current, want) {
-			return Result{Before: before, After: before}, nil
-		}
-		sdk, err := toSDKReplication(want)
-		if err != nil {
-			return Result{}, err
-		}
-		_, err = run.Source.S3.PutBucketReplication(ctx, &s3.PutBucketReplicationInput{
-			Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID), ReplicationConfiguration: sdk,
-		})
-		if err != nil {
-			// Right after bucketbridge enabled versioning, S3 may not see it yet.
-			return Result{}, run.whilePropagating(classify(err, c), facts.VersioningEnabledAt)
-		}
-		got, err := readReplication(ctx, run.Source, side)
-		if err != nil {
-			return Result{}, err
-		}
-		if err := confirmRule(got, role, rule); err != nil {
-			return Result{}, fmt.Errorf("confirm replication rule %s on %s: %w", rule.ID, side.Bucket, err)
-		}
-		return Result{Changed: true, Before: before, After: ruleState{Bucket: side.Bucket, Configuration: &want}}, nil
+		role = conflict.Existing
+		want, err = policy.MergeReplicationRule(current, role, rule)
+	}
+	if err != nil {
+		return Result{}, classify(err, c)
+	}
+	if current != nil && policy.ReplicationEqual(*current, want) {
+		return Result{Before: before, After: before}, nil
+	}
+	sdk, err := toSDKReplication(want)
+	if err != nil {
+		return Result{}, err
+	}
+	_, err = run.Source.S3.PutBucketReplication(ctx, &s3.PutBucketReplicationInput{
+		Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID), ReplicationConfiguration: sdk,
 	})
+	if err != nil {
+		// Right after bucketbridge enabled versioning, S3 may not see it yet.
+		return Result{}, run.whilePropagating(classify(err, c), facts.VersioningEnabledAt)
+	}
+	got, err := readReplication(ctx, run.Source, side)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := confirmRule(got, role, rule); err != nil {
+		return Result{}, fmt.Errorf("confirm replication rule %s on %s: %w", rule.ID, side.Bucket, err)
+	}
+	return Result{Changed: true, Before: before, After: ruleState{Bucket: side.Bucket, Configuration: &want}}, nil
 }
 
 // confirmRule checks the rule read back by its identity and destination
@@ -111,53 +109,51 @@ func removeReplicationRule(ctx context.Context, run *Run) (Result, error) {
 	side := run.Replication.Source
 	id := policy.RuleID(run.Replication.ID)
 	owner := aws.String(side.AccountID)
-	return withLock(ctx, run, []string{bucketARN(side)}, func() (Result, error) {
-		current, err := readReplication(ctx, run.Source, side)
+	current, err := readReplication(ctx, run.Source, side)
+	if err != nil {
+		return Result{}, err
+	}
+	before := ruleState{Bucket: side.Bucket, Configuration: current}
+	if current == nil || !hasRule(current, id) {
+		return Result{Before: before, After: before}, nil
+	}
+	if run.Facts().RoleName == "" && current.Role != "" {
+		// Provisioning never got to record the role (it failed early):
+		// the configuration says which role B's documents name.
+		name := roleNameOf(current.Role)
+		run.Learn(func(f *Facts) {
+			f.RoleName = name
+			f.RoleAdopted = name != policy.RoleName(side.Bucket)
+		})
+	}
+	out, del := policy.RemoveReplicationRule(*current, id)
+	if del {
+		_, err = run.Source.S3.DeleteBucketReplication(ctx, &s3.DeleteBucketReplicationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+		if err != nil && !IsNotFound(err) {
+			return Result{}, classify(err, call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket})
+		}
+	} else {
+		sdk, err := toSDKReplication(out)
 		if err != nil {
 			return Result{}, err
 		}
-		before := ruleState{Bucket: side.Bucket, Configuration: current}
-		if current == nil || !hasRule(current, id) {
-			return Result{Before: before, After: before}, nil
-		}
-		if run.Facts().RoleName == "" && current.Role != "" {
-			// Provisioning never got to record the role (it failed early):
-			// the configuration says which role B's documents name.
-			name := roleNameOf(current.Role)
-			run.Learn(func(f *Facts) {
-				f.RoleName = name
-				f.RoleAdopted = name != policy.RoleName(side.Bucket)
-			})
-		}
-		out, del := policy.RemoveReplicationRule(*current, id)
-		if del {
-			_, err = run.Source.S3.DeleteBucketReplication(ctx, &s3.DeleteBucketReplicationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
-			if err != nil && !IsNotFound(err) {
-				return Result{}, classify(err, call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket})
-			}
-		} else {
-			sdk, err := toSDKReplication(out)
-			if err != nil {
-				return Result{}, err
-			}
-			_, err = run.Source.S3.PutBucketReplication(ctx, &s3.PutBucketReplicationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner, ReplicationConfiguration: sdk})
-			if err != nil {
-				return Result{}, classify(err, call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket})
-			}
-		}
-		got, err := readReplication(ctx, run.Source, side)
+		_, err = run.Source.S3.PutBucketReplication(ctx, &s3.PutBucketReplicationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner, ReplicationConfiguration: sdk})
 		if err != nil {
-			return Result{}, err
+			return Result{}, classify(err, call{Account: side.AccountID, Action: "s3:PutReplicationConfiguration", Resource: side.Bucket})
 		}
-		if got != nil && hasRule(got, id) {
-			return Result{}, fmt.Errorf("confirm removal of rule %s from %s: it is still there", id, side.Bucket)
-		}
-		after := ruleState{Bucket: side.Bucket}
-		if !del {
-			after.Configuration = &out
-		}
-		return Result{Changed: true, Before: before, After: after}, nil
-	})
+	}
+	got, err := readReplication(ctx, run.Source, side)
+	if err != nil {
+		return Result{}, err
+	}
+	if got != nil && hasRule(got, id) {
+		return Result{}, fmt.Errorf("confirm removal of rule %s from %s: it is still there", id, side.Bucket)
+	}
+	after := ruleState{Bucket: side.Bucket}
+	if !del {
+		after.Configuration = &out
+	}
+	return Result{Changed: true, Before: before, After: after}, nil
 }
 
 func hasRule(c *policy.ReplicationConfiguration, id string) bool {

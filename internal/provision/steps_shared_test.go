@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -91,5 +92,40 @@ func TestRoleDeletedBeforeItsPolicyIsWritten(t *testing.T) {
 	}
 	if _, err := runPhase(ctx, run, steps, 5); err != nil {
 		t.Fatalf("the rest of provisioning: %v", err)
+	}
+}
+
+// TestRolesAreCreatedWithThePermissionsBoundary: with a boundary
+// configured, the role bucketbridge creates carries it, and replication
+// works within it; a boundary that does not exist fails the request with
+// what to fix.
+func TestRolesAreCreatedWithThePermissionsBoundary(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	boundary := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*","kms:*"],"Resource":"*"}]}`
+	if _, err := e.cloud.IAM(srcAcct).CreatePolicy(ctx, &iam.CreatePolicyInput{PolicyName: aws.String("ReplicationBoundary"), PolicyDocument: aws.String(boundary)}); err != nil {
+		t.Fatal(err)
+	}
+	run := e.run(t, "req-bounded", demoSpec(), provision.Facts{})
+	run.Config.RoleBoundary = "ReplicationBoundary"
+	if _, err := runPhase(ctx, run, provision.ProvisionSteps(), 0); err != nil {
+		t.Fatalf("provision within the boundary: %v", err)
+	}
+	got, err := e.cloud.IAM(srcAcct).GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(srcRole)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "arn:aws:iam::" + srcAcct + ":policy/ReplicationBoundary"
+	if b := got.Role.PermissionsBoundary; b == nil || aws.ToString(b.PermissionsBoundaryArn) != want {
+		t.Errorf("role boundary = %+v, want %s", b, want)
+	}
+
+	other := setup(t)
+	missing := other.run(t, "req-unbounded", demoSpec(), provision.Facts{})
+	missing.Config.RoleBoundary = "NoSuchBoundary"
+	_, err = runPhase(ctx, missing, provision.ProvisionSteps(), 0)
+	if d := permanentDetail(t, err); !strings.Contains(d, "NoSuchBoundary") {
+		t.Errorf("a missing boundary fails with %q, want it named", d)
 	}
 }

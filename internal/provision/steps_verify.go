@@ -125,8 +125,8 @@ func canary(ctx context.Context, run *Run, key string) (canaryResult, error) {
 			res.Status = string(head.ReplicationStatus)
 			switch head.ReplicationStatus {
 			case s3types.ReplicationStatusFailed:
-				return res, Permanent(fmt.Sprintf("the canary object %s (version %s) did not replicate to bucket %s in account %s: S3 marked it FAILED. Check, in this order: that role %s trusts s3.amazonaws.com and holds inline policy %s; that KB's key policy (%s) lets the role kms:Encrypt and kms:GenerateDataKey; that %s's bucket policy lets the role s3:ReplicateObject and s3:ObjectOwnerOverrideToBucketOwner; that KA's key policy lets the role kms:Decrypt; that versioning is Enabled on both buckets and both keys are enabled. S3's replication failure events (s3:Replication:OperationFailedReplication) name the exact reason",
-					object, res.VersionID, dst.Bucket, dst.AccountID, input(run).RoleARN(), policyNameFor(run), dst.KMSKeyARN, dst.Bucket), nil)
+				return res, Permanent(fmt.Sprintf("the canary object %s (version %s) did not replicate to bucket %s in account %s: S3 marked it FAILED. Check, in this order: that role %s trusts s3.amazonaws.com and holds bucketbridge's policies (%s and any %s… managed policies); that KB's key policy (%s) lets the role kms:Encrypt and kms:GenerateDataKey; that %s's bucket policy lets the role s3:ReplicateObject and s3:ObjectOwnerOverrideToBucketOwner; that KA's key policy lets the role kms:Decrypt; that versioning is Enabled on both buckets and both keys are enabled. S3's replication failure events (s3:Replication:OperationFailedReplication) name the exact reason",
+					object, res.VersionID, dst.Bucket, dst.AccountID, input(run).RoleARN(), policy.RoleInlinePolicyName, policy.PolicyNamePrefix, dst.KMSKeyARN, dst.Bucket), nil)
 			case s3types.ReplicationStatusCompleted:
 				done, err := checkReplica(wctx, run, key, put.VersionId, &res)
 				if err != nil {
@@ -180,10 +180,6 @@ func checkReplica(ctx context.Context, run *Run, key string, versionID *string, 
 // sameKey compares a key ID or ARN with a key ARN.
 func sameKey(got, arn string) bool {
 	return got == arn || got != "" && strings.HasSuffix(arn, "/"+got)
-}
-
-func policyNameFor(run *Run) string {
-	return policy.RolePolicyName(run.Replication.Destination.Bucket, run.Replication.Rule.Prefix)
 }
 
 // deleteCanary deletes every version and delete marker of the canary key.
