@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
@@ -34,6 +35,15 @@ func (acceptingStore) Retry(context.Context, string, string) (provision.Replicat
 func (acceptingStore) Deprovision(context.Context, string, string) (provision.Replication, error) {
 	return provision.Replication{}, provision.ErrNotFound
 }
+func (acceptingStore) Approve(context.Context, string, string) (provision.Replication, error) {
+	return provision.Replication{}, provision.ErrNotFound
+}
+func (acceptingStore) Reject(context.Context, string, string, string) (provision.Replication, error) {
+	return provision.Replication{}, provision.ErrNotFound
+}
+func (acceptingStore) Replay(context.Context, string, string, []byte) (*provision.Response, error) {
+	return nil, nil
+}
 func (acceptingStore) Steps(context.Context, string) ([]provision.Step, error) { return nil, nil }
 func (acceptingStore) Events(context.Context, string, int64) ([]provision.Event, error) {
 	return nil, nil
@@ -49,7 +59,12 @@ func FuzzCreateBody(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	s, err := New(Config{Store: acceptingStore{}, Tokens: Tokens{"t": "fuzzer"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	authn, err := authz.NewAuthenticator(map[string]string{"t": "fuzzer"}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := New(Config{Store: acceptingStore{}, Authenticator: authn, Grants: authz.Fixed(authz.AllowAll()),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		f.Fatal(err)
 	}
