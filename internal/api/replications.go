@@ -382,11 +382,15 @@ func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, events []p
 		if err != nil || !s.grants().Visible(identityFrom(r.Context()), rep.Source.AccountID, rep.Destination.AccountID) {
 			return
 		}
+		// A finished request's last events are already written: they are
+		// read at once, and the stream ends without waiting for a tick.
 		done := rep.State.Terminal() && !rep.CancelRequested
-		select {
-		case <-r.Context().Done():
-			return
-		case <-tick.C:
+		if !done {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
 		}
 		if events, err = s.store.Events(r.Context(), id, after); err != nil {
 			return
