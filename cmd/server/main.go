@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.WarnContext(ctx, "dev mode: BB_CLOUD=fake provisions an in-memory AWS; nothing real is created")
 	}
 	if cfg.DevTokens {
-		log.WarnContext(ctx, "dev mode: BB_API_TOKENS is unset, so the API accepts the tokens dev-token (dev), alice-token (alice) and bob-token (bob)")
+		log.WarnContext(ctx, "dev mode: BB_API_TOKENS is unset, so the API accepts the README's dev-mode tokens of dev, alice and bob")
 	}
 	grants, err := openGrants(ctx, cfg, log)
 	if err != nil {
