@@ -77,8 +77,12 @@ func asProblem(err error) *problem {
 		}
 		return out
 	case errors.As(err, &se):
+		detail := se.Error()
+		if se.State == provision.StateRejected {
+			detail += "; a rejected request wrote nothing, so there is nothing to undo: ask again with a new request"
+		}
 		return &problem{Type: problemTypeBase + "state-conflict", Status: http.StatusConflict, Title: "Conflict",
-			Detail: se.Error()}
+			Detail: detail}
 	case errors.Is(err, provision.ErrIdempotencyKeyReused):
 		return &problem{Type: problemTypeBase + "idempotency-key-reused", Status: http.StatusUnprocessableEntity,
 			Title: "Idempotency-Key reused", Detail: "this Idempotency-Key was first used with a different request body; use a new key for a new request"}
