@@ -12,6 +12,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/bucketbridge ./cmd
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/bucketbridge /bucketbridge
 COPY --from=build /out/seed-moto /seed-moto
+COPY dev/authz.yaml /etc/bucketbridge/dev-authz.yaml
 EXPOSE 8080
 USER nonroot:nonroot
 ENTRYPOINT ["/bucketbridge"]

@@ -39,4 +39,5 @@ exec env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN -u AWS_ROLE_
   AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true \
   DATABASE_URL="$db_url" BB_CLOUD=aws \
   BB_API_TOKENS="${BB_API_TOKENS:-dev:dev-token-for-moto}" BB_EXTERNAL_ID="${BB_EXTERNAL_ID:-bucketbridge-dev}" \
+  BB_AUTHZ_FILE="${BB_AUTHZ_FILE:-dev/authz.yaml}" \
   go run ./cmd/server "$@"

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bucketbridge/bucketbridge/internal/api"
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
@@ -26,10 +26,20 @@ type config struct {
 	// points it at an emulator) or fake (dev mode: the in-memory AWS).
 	Cloud string
 	// Tokens authenticate API callers: token → caller name (BB_API_TOKENS,
-	// "name:token,name:token").
-	Tokens api.Tokens
-	// DevToken is set when dev mode made up a token because none was given.
-	DevToken bool
+	// "name:token,name:token"); each is the identity token:<name>.
+	Tokens map[string]string
+	// DevTokens is set when dev mode made up tokens because none were given.
+	DevTokens bool
+	// AuthzFile is the grants file (BB_AUTHZ_FILE); SIGHUP reloads it.
+	AuthzFile string
+	// AllowAll makes every authenticated caller admin on every account
+	// (BB_AUTHZ=allow-all-tokens-as-admin); dev mode does the same when
+	// no grants file is given.
+	AllowAll bool
+	// OIDC accepts JWTs from the organisation's identity provider when its
+	// Issuer is set (BB_OIDC_ISSUER, BB_OIDC_AUDIENCE, BB_OIDC_GROUPS_CLAIM,
+	// BB_OIDC_USER_CLAIM).
+	OIDC authz.OIDCConfig
 	// ShutdownGrace bounds how long in-flight HTTP requests and steps may
 	// finish on shutdown.
 	ShutdownGrace time.Duration
@@ -66,6 +76,17 @@ const devToken = "dev-token"
 // PolicyName).
 // https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicy.html
 var iamPolicyName = regexp.MustCompile(`^[\w+=,.@-]{1,128}$`)
+
+// devTokens are the API tokens of dev mode when BB_API_TOKENS is unset: dev
+// is admin in dev/authz.yaml, and alice and bob are the two parties of the
+// README's consent walkthrough with that file.
+func devTokens() map[string]string {
+	return map[string]string{devToken: "dev", "alice-token": "alice", "bob-token": "bob"}
+}
+
+// allowAllSetting is the one value of BB_AUTHZ: the explicit choice to run
+// without a grants file, every caller admin on every account.
+const allowAllSetting = "allow-all-tokens-as-admin"
 
 // minTokenLength keeps guessable tokens out of production.
 const minTokenLength = 16
@@ -117,6 +138,31 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if cfg.Tokens, err = parseTokens(getenv("BB_API_TOKENS")); err != nil {
 		errs = append(errs, err)
 	}
+	cfg.AuthzFile = getenv("BB_AUTHZ_FILE")
+	switch v := getenv("BB_AUTHZ"); v {
+	case "":
+	case allowAllSetting:
+		cfg.AllowAll = true
+	default:
+		errs = append(errs, fmt.Errorf("BB_AUTHZ: the only value is %s (prefer BB_AUTHZ_FILE), got %q", allowAllSetting, v))
+	}
+	cfg.OIDC = authz.OIDCConfig{Issuer: getenv("BB_OIDC_ISSUER"), Audience: getenv("BB_OIDC_AUDIENCE"),
+		GroupsClaim: env("BB_OIDC_GROUPS_CLAIM", "groups"), UserClaim: env("BB_OIDC_USER_CLAIM", "sub")}
+	switch {
+	case cfg.OIDC.Issuer != "" && cfg.OIDC.Audience == "":
+		errs = append(errs, errors.New("BB_OIDC_AUDIENCE: set the client ID the identity provider issues tokens for, with BB_OIDC_ISSUER"))
+	case cfg.OIDC.Issuer == "" && cfg.OIDC.Audience != "":
+		errs = append(errs, errors.New("BB_OIDC_ISSUER: set the identity provider's issuer URL, with BB_OIDC_AUDIENCE"))
+	case cfg.OIDC.Issuer == "" && (getenv("BB_OIDC_GROUPS_CLAIM") != "" || getenv("BB_OIDC_USER_CLAIM") != ""):
+		errs = append(errs, errors.New("BB_OIDC_ISSUER: the OIDC claims are set but no identity provider is"))
+	}
+	if cfg.AllowAll && cfg.AuthzFile != "" {
+		errs = append(errs, fmt.Errorf("BB_AUTHZ: %s and BB_AUTHZ_FILE contradict each other; set one", allowAllSetting))
+	}
+	if cfg.AllowAll && cfg.OIDC.Issuer != "" {
+		// Everyone the identity provider knows would be admin everywhere.
+		errs = append(errs, fmt.Errorf("BB_AUTHZ: %s is for static tokens only; with BB_OIDC_ISSUER, give grants in BB_AUTHZ_FILE", allowAllSetting))
+	}
 
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP on (BB_LISTEN)")
@@ -137,11 +183,15 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	case "fake":
 		cfg.ExternalID = cmp.Or(cfg.ExternalID, "bucketbridge-dev")
 		if len(cfg.Tokens) == 0 {
-			cfg.Tokens, cfg.DevToken = api.Tokens{devToken: "dev"}, true
+			cfg.Tokens, cfg.DevTokens = devTokens(), true
 		}
 	case "aws":
-		if len(cfg.Tokens) == 0 {
-			errs = append(errs, errors.New("BB_API_TOKENS: set at least one name:token pair; the API is never served unauthenticated"))
+		if len(cfg.Tokens) == 0 && cfg.OIDC.Issuer == "" {
+			errs = append(errs, errors.New("BB_API_TOKENS: set at least one name:token pair, or BB_OIDC_ISSUER; the API is never served unauthenticated"))
+		}
+		if cfg.AuthzFile == "" && !cfg.AllowAll {
+			errs = append(errs, fmt.Errorf("BB_AUTHZ_FILE: set the grants file saying who may act on which account, "+
+				"or BB_AUTHZ=%s to make every caller admin on every account; without grants, anyone with a token could replicate any bucket anywhere", allowAllSetting))
 		}
 		if cfg.ExternalID == "" && cfg.Workers > 0 {
 			errs = append(errs, errors.New("BB_EXTERNAL_ID: set the ExternalId the provisioner roles' trust policies require"))
@@ -156,8 +206,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 }
 
 // parseTokens reads "name:token,name:token".
-func parseTokens(v string) (api.Tokens, error) {
-	tokens := api.Tokens{}
+func parseTokens(v string) (map[string]string, error) {
+	tokens := map[string]string{}
 	for pair := range strings.SplitSeq(v, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
@@ -191,9 +241,22 @@ func (c config) LogValue() slog.Value {
 	if c.ExternalID != "" {
 		externalID = "(set)"
 	}
+	authzMode := "file"
+	switch {
+	case c.AllowAll:
+		authzMode = allowAllSetting
+	case c.AuthzFile == "":
+		authzMode = "dev mode: every caller is admin"
+	}
 	return slog.GroupValue(
 		slog.String("database_url", db),
 		slog.Any("api_callers", callers),
+		slog.String("authz", authzMode),
+		slog.String("authz_file", c.AuthzFile),
+		slog.String("oidc_issuer", c.OIDC.Issuer),
+		slog.String("oidc_audience", c.OIDC.Audience),
+		slog.String("oidc_groups_claim", c.OIDC.GroupsClaim),
+		slog.String("oidc_user_claim", c.OIDC.UserClaim),
 		slog.String("listen", c.Listen),
 		slog.String("cloud", c.Cloud),
 		slog.Int("workers", c.Workers),

@@ -88,7 +88,7 @@ func TestMotoEndToEnd(t *testing.T) {
 		}
 	}
 
-	apiURL := motoServer(t)
+	apiURL := motoServer(t, acctA, acctB)
 	body := fmt.Sprintf(`{"source":{"account_id":%q,"region":"us-east-1","bucket":%q,"kms_key_arn":%q},
 		"destination":{"account_id":%q,"region":"us-west-2","bucket":%q,"kms_key_arn":%q},
 		"rule":{"prefix":%q},"verify":false}`, acctA, x, ka, acctB, y, kb, prefix)
@@ -231,14 +231,20 @@ func motoEnv(t *testing.T, endpoint string) {
 }
 
 // motoServer runs the whole server with BB_CLOUD=aws on a fresh database
-// until the test ends, and returns its base URL.
-func motoServer(t *testing.T) string {
+// until the test ends, and returns its base URL. Its grants make the test's
+// caller requester on the source account and approver on the destination,
+// so its requests need no one else's consent.
+func motoServer(t *testing.T, source, destination string) string {
 	t.Helper()
 	return startServer(t, map[string]string{
 		"DATABASE_URL":   storetest.NewDatabase(t),
 		"BB_CLOUD":       "aws",
 		"BB_API_TOKENS":  "e2e:" + motoE2EToken,
 		"BB_EXTERNAL_ID": "bucketbridge-e2e-moto",
+		"BB_AUTHZ_FILE": writeGrants(t, `grants:
+  - {who: ["token:e2e"], accounts: ["`+source+`"], role: requester}
+  - {who: ["token:e2e"], accounts: ["`+destination+`"], role: approver}
+`),
 	}).base
 }
 

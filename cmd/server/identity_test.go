@@ -55,6 +55,7 @@ func TestStartRefusedWithoutUsableCredentials(t *testing.T) {
 				"BB_LISTEN":      freeAddr(t),
 				"BB_CLOUD":       "aws",
 				"BB_API_TOKENS":  "ops:0123456789abcdef",
+				"BB_AUTHZ":       "allow-all-tokens-as-admin",
 				"BB_EXTERNAL_ID": "bucketbridge-test",
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -86,6 +87,7 @@ func TestStartLogsTheServiceIdentity(t *testing.T) {
 		"DATABASE_URL":   storetest.NewDatabase(t),
 		"BB_CLOUD":       "aws",
 		"BB_API_TOKENS":  "ops:0123456789abcdef",
+		"BB_AUTHZ":       "allow-all-tokens-as-admin",
 		"BB_EXTERNAL_ID": "bucketbridge-test",
 	})
 	if err := srv.stop(); err != nil {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/bucketbridge/bucketbridge"
 	"github.com/bucketbridge/bucketbridge/internal/api"
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/awsfake"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 	"github.com/bucketbridge/bucketbridge/internal/store"
@@ -50,8 +51,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.Cloud == "fake" {
 		log.WarnContext(ctx, "dev mode: BB_CLOUD=fake provisions an in-memory AWS; nothing real is created")
 	}
-	if cfg.DevToken {
-		log.WarnContext(ctx, "dev mode: BB_API_TOKENS is unset, so the API accepts the token "+devToken)
+	if cfg.DevTokens {
+		log.WarnContext(ctx, "dev mode: BB_API_TOKENS is unset, so the API accepts the README's dev-mode tokens of dev, alice and bob")
+	}
+	grants, err := openGrants(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	authn, err := openAuthenticator(ctx, cfg)
+	if err != nil {
+		return err
 	}
 
 	// A server without usable AWS credentials stops here, before it
@@ -104,7 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI,
-		Tokens: cfg.Tokens, TrustConditions: cfg.TrustConditions, Registry: reg, RateLimit: cfg.RateLimit})
+		Authenticator: authn, Grants: grants, TrustConditions: cfg.TrustConditions, Registry: reg, RateLimit: cfg.RateLimit})
 	if err != nil {
 		return err
 	}
@@ -114,6 +123,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	// SIGHUP is caught from before the server answers, so that a hangup
+	// sent once it is ready reloads the grants instead of killing it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -122,6 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	var workers sync.WaitGroup
 	workers.Go(func() { pool.Run(ctx) })
+	workers.Go(func() { reloadOnHangup(ctx, hup, grants, log) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
@@ -145,6 +160,65 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openGrants reads the grants file, or makes every caller admin on every
+// account in dev mode without one and when BB_AUTHZ says so, with a
+// warning at every start.
+func openGrants(ctx context.Context, cfg config, log *slog.Logger) (*authz.Holder, error) {
+	if cfg.AuthzFile == "" {
+		if cfg.AllowAll {
+			log.WarnContext(ctx, "BB_AUTHZ="+allowAllSetting+": every caller with a valid token is admin on every account, "+
+				"so anyone holding a token may replicate any bucket into any account; set BB_AUTHZ_FILE to give each caller only their accounts")
+		} else {
+			log.WarnContext(ctx, "dev mode: BB_AUTHZ_FILE is unset, so every caller is admin on every account")
+		}
+		h := authz.Fixed(authz.AllowAll())
+		log.InfoContext(ctx, "grants", "grants", h.Grants())
+		return h, nil
+	}
+	h, err := authz.NewHolder(cfg.AuthzFile)
+	if err != nil {
+		return nil, fmt.Errorf("BB_AUTHZ_FILE: %w", err)
+	}
+	log.InfoContext(ctx, "grants", "file", cfg.AuthzFile, "grants", h.Grants())
+	return h, nil
+}
+
+// openAuthenticator accepts the static tokens and, when an identity
+// provider is configured, its JWTs; the provider must answer at start-up.
+func openAuthenticator(ctx context.Context, cfg config) (*authz.Authenticator, error) {
+	var oidc *authz.OIDC
+	if cfg.OIDC.Issuer != "" {
+		var err error
+		if oidc, err = authz.NewOIDC(ctx, cfg.OIDC); err != nil {
+			return nil, fmt.Errorf("BB_OIDC_ISSUER: %w", err)
+		}
+	}
+	return authz.NewAuthenticator(cfg.Tokens, oidc)
+}
+
+// reloadOnHangup reads the grants file again on every SIGHUP until ctx
+// ends. A file that is missing or invalid leaves the grants in force, so a
+// typo cannot lock everyone out; the log says why.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, grants *authz.Holder, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if grants.Path() == "" {
+			log.InfoContext(ctx, "SIGHUP: no grants file to reload", "grants", grants.Grants())
+			continue
+		}
+		if err := grants.Reload(); err != nil {
+			log.ErrorContext(ctx, "SIGHUP: the grants file is not usable; keeping the grants in force", "error", err,
+				"file", grants.Path(), "grants", grants.Grants())
+			continue
+		}
+		log.InfoContext(ctx, "SIGHUP: grants reloaded", "file", grants.Path(), "grants", grants.Grants())
+	}
 }
 
 // apiConns is the database connections kept for the API and the LISTEN of

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +33,16 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// writeGrants writes a grants file for the test and returns its path.
+func writeGrants(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "authz.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func freeAddr(t *testing.T) string {
@@ -140,6 +152,27 @@ func TestRunServesMigratesAndShutsDown(t *testing.T) {
 	}
 }
 
+func TestConfigAcceptsEveryWayOfGrantingAccess(t *testing.T) {
+	t.Parallel()
+	for _, env := range []map[string]string{
+		{"BB_CLOUD": "fake"},
+		{"BB_CLOUD": "fake", "BB_AUTHZ_FILE": "dev/authz.yaml"},
+		{"BB_CLOUD": "aws", "BB_EXTERNAL_ID": "x", "BB_API_TOKENS": "p:0123456789abcdef", "BB_AUTHZ_FILE": "authz.yaml"},
+		{"BB_CLOUD": "aws", "BB_EXTERNAL_ID": "x", "BB_API_TOKENS": "p:0123456789abcdef", "BB_AUTHZ": "allow-all-tokens-as-admin"},
+		// Identity provider users alone, without static tokens.
+		{"BB_CLOUD": "aws", "BB_EXTERNAL_ID": "x", "BB_OIDC_ISSUER": "https://idp.example.com", "BB_OIDC_AUDIENCE": "bb",
+			"BB_AUTHZ_FILE": "authz.yaml"},
+	} {
+		if _, err := loadConfig(nil, func(k string) string { return env[k] }); err != nil {
+			t.Errorf("env %v: %v", env, err)
+		}
+	}
+	cfg, err := loadConfig(nil, func(k string) string { return map[string]string{"BB_CLOUD": "fake"}[k] })
+	if err != nil || !cfg.DevTokens || cfg.Tokens["alice-token"] != "alice" || cfg.Tokens["bob-token"] != "bob" || cfg.Tokens[devToken] != "dev" {
+		t.Errorf("dev mode without BB_API_TOKENS accepts %v (%v); want the README's dev, alice and bob tokens", cfg.Tokens, err)
+	}
+}
+
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -152,6 +185,14 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"BB_LISTEN": "8080", "BB_API_TOKENS": "p:0123456789abcdef"}, "BB_LISTEN"},
 		{map[string]string{"DATABASE_URL": "mysql://x", "BB_API_TOKENS": "p:0123456789abcdef"}, "DATABASE_URL"},
 		{map[string]string{"BB_SHUTDOWN_GRACE": "soon", "BB_API_TOKENS": "p:0123456789abcdef"}, "BB_SHUTDOWN_GRACE"},
+		{map[string]string{"BB_CLOUD": "aws", "BB_API_TOKENS": "p:0123456789abcdef", "BB_EXTERNAL_ID": "x"}, "BB_AUTHZ_FILE"},
+		{map[string]string{"BB_AUTHZ": "yes"}, "BB_AUTHZ"},
+		{map[string]string{"BB_AUTHZ": "allow-all-tokens-as-admin", "BB_AUTHZ_FILE": "dev/authz.yaml"}, "BB_AUTHZ"},
+		{map[string]string{"BB_AUTHZ": "allow-all-tokens-as-admin", "BB_OIDC_ISSUER": "https://idp.example.com",
+			"BB_OIDC_AUDIENCE": "bb"}, "BB_AUTHZ"},
+		{map[string]string{"BB_OIDC_ISSUER": "https://idp.example.com"}, "BB_OIDC_AUDIENCE"},
+		{map[string]string{"BB_OIDC_AUDIENCE": "bb"}, "BB_OIDC_ISSUER"},
+		{map[string]string{"BB_OIDC_GROUPS_CLAIM": "roles"}, "BB_OIDC_ISSUER"},
 	} {
 		_, err := loadConfig(nil, func(k string) string { return tc.env[k] })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/httprate"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
@@ -24,9 +25,16 @@ type Store interface {
 	Get(ctx context.Context, id string) (provision.Replication, error)
 	List(ctx context.Context, f provision.Filter) (provision.Page, error)
 	// Cancel, Retry and Deprovision record actor as who asked.
+	// Replay returns the answer remembered for caller's Idempotency-Key
+	// and body hash, nil when the key is unused, or
+	// provision.ErrIdempotencyKeyReused; it stores nothing.
+	Replay(ctx context.Context, caller, key string, hash []byte) (*provision.Response, error)
+	// Cancel, Retry, Deprovision, Approve and Reject record actor as who asked.
 	Cancel(ctx context.Context, id, actor string) (provision.Replication, error)
 	Retry(ctx context.Context, id, actor string) (provision.Replication, error)
 	Deprovision(ctx context.Context, id, actor string) (provision.Replication, error)
+	Approve(ctx context.Context, id, actor string) (provision.Replication, error)
+	Reject(ctx context.Context, id, actor, reason string) (provision.Replication, error)
 	Steps(ctx context.Context, id string) ([]provision.Step, error)
 	Events(ctx context.Context, id string, after int64) ([]provision.Event, error)
 	Ready(ctx context.Context) error
@@ -45,8 +53,11 @@ type Config struct {
 	// TrustConditions mirrors BB_TRUST_CONDITIONS, so dry runs show the
 	// trust policy the workers would write.
 	TrustConditions bool
-	// Tokens authenticate callers of /v1; at least one is required.
-	Tokens Tokens
+	// Authenticator identifies the callers of /v1; required.
+	Authenticator Authenticator
+	// Grants decide what each caller may see and do; required. They are
+	// read afresh for every request, so a reload applies at once.
+	Grants *authz.Holder
 	// ReadyTimeout bounds the database check of /readyz.
 	ReadyTimeout time.Duration
 	// Registry receives the API's metrics and is served at /metrics with
@@ -67,9 +78,11 @@ type Server struct {
 	cloud   string
 	openapi []byte
 	ready   time.Duration
-	tokens  Tokens
+	authn   Authenticator
+	holder  *authz.Holder
 	trust   bool
 	metrics *httpMetrics
+	authzm  *authzMetrics
 	gather  prometheus.Gatherer
 	limiter *httprate.RateLimiter // nil when there is no rate limit
 	// writeTimeout bounds writing an answer that is not a stream.
@@ -82,8 +95,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("api: Config.Store is required")
 	}
-	if len(cfg.Tokens) == 0 {
-		return nil, errors.New("api: at least one API token is required")
+	if cfg.Authenticator == nil {
+		return nil, errors.New("api: Config.Authenticator is required")
+	}
+	if cfg.Grants == nil || cfg.Grants.Grants() == nil {
+		return nil, errors.New("api: Config.Grants is required")
 	}
 	s := &Server{
 		store:   cfg.Store,
@@ -91,7 +107,8 @@ func New(cfg Config) (*Server, error) {
 		cloud:   cmp.Or(cfg.Cloud, "aws"),
 		openapi: cfg.OpenAPI,
 		ready:   cmp.Or(cfg.ReadyTimeout, 2*time.Second),
-		tokens:  cfg.Tokens,
+		authn:   cfg.Authenticator,
+		holder:  cfg.Grants,
 		trust:   cfg.TrustConditions,
 
 		writeTimeout: cmp.Or(cfg.WriteTimeout, 30*time.Second),
@@ -104,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	s.metrics, s.gather = newHTTPMetrics(reg), reg
+	s.metrics, s.authzm, s.gather = newHTTPMetrics(reg), newAuthzMetrics(reg), reg
 	s.router = s.routes()
 	return s, nil
 }
@@ -145,6 +162,8 @@ func (s *Server) routes() chi.Router {
 			r.Delete("/{id}", s.deprovisionReplication)
 			r.Post("/{id}/cancel", s.cancelReplication)
 			r.Post("/{id}/retry", s.retryReplication)
+			r.Post("/{id}/approve", s.approveReplication)
+			r.Post("/{id}/reject", s.rejectReplication)
 		})
 	})
 	return r

@@ -34,10 +34,10 @@ func TestCallerIsRecordedAndScopesIdempotencyKeys(t *testing.T) {
 	if portal.status != http.StatusAccepted || jira.status != http.StatusAccepted {
 		t.Fatalf("statuses %d %d: %s", portal.status, jira.status, jira.body)
 	}
-	if by := portal.json(t)["requested_by"]; by != "portal" {
-		t.Errorf("requested_by = %v, want portal", by)
+	if by := portal.json(t)["requested_by"]; by != "token:portal" {
+		t.Errorf("requested_by = %v, want token:portal", by)
 	}
-	if by := jira.json(t)["requested_by"]; by != "jira" {
-		t.Errorf("requested_by = %v, want jira", by)
+	if by := jira.json(t)["requested_by"]; by != "token:jira" {
+		t.Errorf("requested_by = %v, want token:jira", by)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bucketbridge/bucketbridge"
 	"github.com/bucketbridge/bucketbridge/internal/api"
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/store/storetest"
 )
 
@@ -22,7 +23,8 @@ import (
 // reaches), and reports percentiles.
 func BenchmarkAPI(b *testing.B) {
 	st := storetest.New(b)
-	a, err := api.New(api.Config{Store: st, Cloud: "fake", OpenAPI: bucketbridge.OpenAPI, Tokens: tokens,
+	a, err := api.New(api.Config{Store: st, Cloud: "fake", OpenAPI: bucketbridge.OpenAPI, Authenticator: staticTokens(b),
+		Grants: authz.Fixed(authz.AllowAll()),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)

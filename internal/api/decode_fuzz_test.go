@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
@@ -48,7 +49,12 @@ var listParameters = []string{"state", "account_id", "ticket", "limit", "cursor"
 func FuzzHTTP(f *testing.F) {
 	f.Add(`{"source":{"account_id":"111111111111","region":"us-east-1","bucket":"demo-source","kms_key_arn":"arn:aws:kms:us-east-1:111111111111:key/11111111-1111-4111-8111-111111111111"},"destination":{"account_id":"222222222222","region":"us-west-2","bucket":"demo-destination","kms_key_arn":"arn:aws:kms:us-west-2:222222222222:key/22222222-2222-4222-8222-222222222222"}}`,
 		"application/json", "state=pending&limit=10", "req-1")
-	s, err := New(Config{Store: acceptingStore{}, Tokens: Tokens{"t": "fuzzer"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	authn, err := authz.NewAuthenticator(map[string]string{"t": "fuzzer"}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := New(Config{Store: acceptingStore{}, Authenticator: authn, Grants: authz.Fixed(authz.AllowAll()),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		f.Fatal(err)
 	}

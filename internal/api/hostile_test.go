@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/bucketbridge/bucketbridge/internal/api"
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/store/storetest"
 )
 
@@ -102,8 +103,11 @@ func serve(t *testing.T, cfg api.Config, configure func(*http.Server)) string {
 	if cfg.Store == nil {
 		cfg.Store = storetest.New(t)
 	}
-	if cfg.Tokens == nil {
-		cfg.Tokens = tokens
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = staticTokens(t)
+	}
+	if cfg.Grants == nil {
+		cfg.Grants = authz.Fixed(authz.AllowAll())
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	a, err := api.New(cfg)

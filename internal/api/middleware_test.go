@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 )
 
 // noStore is a Store that no test here reaches.
@@ -21,7 +23,11 @@ type noStore struct{ Store }
 func newTestServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	cfg.Store = noStore{}
-	cfg.Tokens = Tokens{"token": "caller"}
+	authn, err := authz.NewAuthenticator(map[string]string{"token": "caller"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Authenticator, cfg.Grants = authn, authz.Fixed(authz.AllowAll())
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := New(cfg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
@@ -24,7 +25,14 @@ type problem struct {
 	Instance  string                 `json:"instance,omitempty"`
 	Errors    []provision.FieldError `json:"errors,omitempty"`
 	Existing  string                 `json:"existing,omitempty"`
+	Needs     []needJSON             `json:"needs,omitempty"`
 	RequestID string                 `json:"request_id,omitempty"`
+}
+
+// needJSON is a role on an account that would allow a forbidden action.
+type needJSON struct {
+	Role    string `json:"role"`
+	Account string `json:"account"`
 }
 
 func (p *problem) Error() string { return p.Title + ": " + p.Detail }
@@ -44,14 +52,17 @@ func badRequest(field, message string) *problem {
 // place that decides HTTP statuses for domain errors.
 func asProblem(err error) *problem {
 	var (
-		p   *problem
-		ve  *provision.ValidationError
-		dup *provision.DuplicateError
-		se  *provision.StateError
+		p      *problem
+		ve     *provision.ValidationError
+		dup    *provision.DuplicateError
+		se     *provision.StateError
+		denied *authz.DeniedError
 	)
 	switch {
 	case errors.As(err, &p):
 		return p
+	case errors.As(err, &denied):
+		return forbidden(denied)
 	case errors.As(err, &ve):
 		return &problem{Type: problemTypeBase + "validation", Status: http.StatusBadRequest, Title: "Invalid request",
 			Detail: "one or more fields are invalid; see errors", Errors: ve.Errors}
@@ -66,8 +77,12 @@ func asProblem(err error) *problem {
 		}
 		return out
 	case errors.As(err, &se):
+		detail := se.Error()
+		if se.State == provision.StateRejected {
+			detail += "; a rejected request wrote nothing, so there is nothing to undo: ask again with a new request"
+		}
 		return &problem{Type: problemTypeBase + "state-conflict", Status: http.StatusConflict, Title: "Conflict",
-			Detail: se.Error()}
+			Detail: detail}
 	case errors.Is(err, provision.ErrIdempotencyKeyReused):
 		return &problem{Type: problemTypeBase + "idempotency-key-reused", Status: http.StatusUnprocessableEntity,
 			Title: "Idempotency-Key reused", Detail: "this Idempotency-Key was first used with a different request body; use a new key for a new request"}
@@ -78,8 +93,14 @@ func asProblem(err error) *problem {
 }
 
 // fail answers err as a problem; unknown errors are logged and answered
-// as a bare 500.
+// as a bare 500. A duplicate names the live request only to a caller who
+// may see it.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var dup *provision.DuplicateError
+	if errors.As(err, &dup) && dup.ExistingID != "" &&
+		!s.grants().Visible(identityFrom(r.Context()), dup.SourceAccountID, dup.DestinationAccountID) {
+		err = &provision.DuplicateError{}
+	}
 	p := asProblem(err)
 	if p == nil {
 		s.log.ErrorContext(r.Context(), "request failed", "error", err,

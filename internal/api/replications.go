@@ -3,15 +3,18 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
@@ -24,6 +27,9 @@ const (
 
 var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]+$`)
 
+// createReplication stores a request, or answers a dry run. Both need role
+// requester on the source account; the request then waits for an approver
+// of the destination account unless the caller is one.
 func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 	body := newCreateBody()
 	if err := decodeJSON(w, r, &body); err != nil {
@@ -35,17 +41,8 @@ func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if body.DryRun {
-		plan, err := provision.DryRun(spec, s.trust)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, planOf(plan))
-		return
-	}
 	key := r.Header.Get("Idempotency-Key")
-	if key != "" && (len(key) > maxIdempotencyKey || !idempotencyKeyPattern.MatchString(key)) {
+	if !body.DryRun && key != "" && (len(key) > maxIdempotencyKey || !idempotencyKeyPattern.MatchString(key)) {
 		s.fail(w, r, badRequest("Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces"))
 		return
 	}
@@ -57,8 +54,42 @@ func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hash := sha256.Sum256(canonical)
+	g, id, caller := s.grants(), identityFrom(r.Context()), callerFrom(r.Context())
+	if err := g.Check(id, authz.ActionCreate, spec.Source.AccountID, spec.Destination.AccountID); err != nil {
+		// A retry of what the caller created while they still could is a
+		// read of that request, not a new creation.
+		if !body.DryRun && key != "" {
+			replay, rerr := s.store.Replay(r.Context(), caller, key, hash[:])
+			if rerr != nil && !errors.Is(rerr, provision.ErrIdempotencyKeyReused) {
+				s.fail(w, r, rerr)
+				return
+			}
+			if replay != nil {
+				s.replay(w, r, replay)
+				return
+			}
+		}
+		var denied *authz.DeniedError
+		if errors.As(err, &denied) {
+			s.deny(r, denied, "")
+		}
+		s.fail(w, r, err)
+		return
+	}
+	s.allow(authz.ActionCreate)
+	needsApproval := g.NeedsApproval(id, spec.Source.AccountID, spec.Destination.AccountID)
+	if body.DryRun {
+		plan, err := provision.DryRun(spec, s.trust)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, planOf(plan, needsApproval, spec.Destination.AccountID))
+		return
+	}
 	rep, replay, err := s.store.Create(r.Context(), provision.NewReplication{
-		Spec: spec, RequestedBy: callerFrom(r.Context()), IdempotencyKey: key, RequestHash: hash[:],
+		Spec: spec, RequestedBy: caller, NeedsApproval: needsApproval,
+		IdempotencyKey: key, RequestHash: hash[:],
 		Answer: func(rep provision.Replication) (provision.Response, error) {
 			b, err := encodeJSON(replicationOf(rep, s.cloud))
 			return provision.Response{Status: http.StatusAccepted, Body: b}, err
@@ -69,9 +100,7 @@ func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if replay != nil {
-		w.Header().Set("Idempotent-Replayed", "true")
-		w.Header().Set("Location", replicationPath(replay.ReplicationID))
-		writeRaw(w, "application/json", replay.Status, replay.Body)
+		s.replay(w, r, replay)
 		return
 	}
 	w.Header().Set("Location", replicationPath(rep.ID))
@@ -79,9 +108,8 @@ func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getReplication(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.store.Get(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
-		s.fail(w, r, err)
+	rep, ok := s.authorize(w, r, authz.ActionRead)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, replicationOf(rep, s.cloud))
@@ -99,6 +127,10 @@ func (s *Server) listReplications(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// Only the requests the caller may see are listed, filtered in the
+	// query itself, so that pages stay full and cursors stay valid.
+	f.Scope.Accounts, f.Scope.All = s.grants().VisibleAccounts(identityFrom(r.Context()))
+	s.allow(authz.ActionRead)
 	page, err := s.store.List(r.Context(), f)
 	if err != nil {
 		s.fail(w, r, err)
@@ -159,7 +191,11 @@ type stepList struct {
 }
 
 func (s *Server) listSteps(w http.ResponseWriter, r *http.Request) {
-	steps, err := s.store.Steps(r.Context(), chi.URLParam(r, "id"))
+	rep, ok := s.authorize(w, r, authz.ActionRead)
+	if !ok {
+		return
+	}
+	steps, err := s.store.Steps(r.Context(), rep.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -192,7 +228,11 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 			after = n
 		}
 	}
-	events, err := s.store.Events(r.Context(), chi.URLParam(r, "id"), after)
+	rep, ok := s.authorize(w, r, authz.ActionRead)
+	if !ok {
+		return
+	}
+	events, err := s.store.Events(r.Context(), rep.ID, after)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -208,10 +248,14 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// cancelReplication cancels a pending request at once (200) and asks a
-// running one to stop after its current step (202).
+// cancelReplication cancels a request awaiting approval or pending at once
+// (200) and asks a running one to stop after its current step (202).
 func (s *Server) cancelReplication(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.store.Cancel(r.Context(), chi.URLParam(r, "id"), callerFrom(r.Context()))
+	rep, ok := s.authorize(w, r, authz.ActionCancel)
+	if !ok {
+		return
+	}
+	rep, err := s.store.Cancel(r.Context(), rep.ID, callerFrom(r.Context()))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -225,7 +269,11 @@ func (s *Server) cancelReplication(w http.ResponseWriter, r *http.Request) {
 
 // retryReplication resumes a failed request from its failed step.
 func (s *Server) retryReplication(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.store.Retry(r.Context(), chi.URLParam(r, "id"), callerFrom(r.Context()))
+	rep, ok := s.authorize(w, r, authz.ActionRetry)
+	if !ok {
+		return
+	}
+	rep, err := s.store.Retry(r.Context(), rep.ID, callerFrom(r.Context()))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -236,12 +284,66 @@ func (s *Server) retryReplication(w http.ResponseWriter, r *http.Request) {
 // deprovisionReplication removes what a finished request added; asking
 // again while it runs, or after, answers the request as it is.
 func (s *Server) deprovisionReplication(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.store.Deprovision(r.Context(), chi.URLParam(r, "id"), callerFrom(r.Context()))
+	rep, ok := s.authorize(w, r, authz.ActionDeprovision)
+	if !ok {
+		return
+	}
+	rep, err := s.store.Deprovision(r.Context(), rep.ID, callerFrom(r.Context()))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, replicationOf(rep, s.cloud))
+}
+
+// approveReplication gives the destination owner's consent to a request
+// awaiting it: it becomes pending, and workers provision it (202).
+func (s *Server) approveReplication(w http.ResponseWriter, r *http.Request) {
+	rep, ok := s.authorize(w, r, authz.ActionApprove)
+	if !ok {
+		return
+	}
+	rep, err := s.store.Approve(r.Context(), rep.ID, callerFrom(r.Context()))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, replicationOf(rep, s.cloud))
+}
+
+// maxRejectionReason bounds a rejection's reason, in characters: a sentence
+// or two for the requester, not a document.
+const maxRejectionReason = 1000
+
+// rejectReplication refuses the destination owner's consent to a request
+// awaiting it, with a reason the requester reads: it is rejected for good.
+func (s *Server) rejectReplication(w http.ResponseWriter, r *http.Request) {
+	rep, ok := s.authorize(w, r, authz.ActionReject)
+	if !ok {
+		return
+	}
+	var body rejectBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch {
+	case strings.TrimSpace(body.Reason) == "":
+		s.fail(w, r, badRequest("reason", "is required: say why, for the requester"))
+		return
+	case utf8.RuneCountInString(body.Reason) > maxRejectionReason:
+		s.fail(w, r, badRequest("reason", fmt.Sprintf("must be at most %d characters", maxRejectionReason)))
+		return
+	case provision.HasControl(body.Reason):
+		s.fail(w, r, badRequest("reason", "must not contain control characters"))
+		return
+	}
+	rep, err := s.store.Reject(r.Context(), rep.ID, callerFrom(r.Context()), body.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, replicationOf(rep, s.cloud))
 }
 
 // eventPoll is how often a followed timeline is read for new events.
@@ -274,15 +376,21 @@ func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, events []p
 		}
 		// The request's state is read before the next events, so the
 		// event that finished it is always sent before the stream ends.
+		// Grants are asked again each time: a caller whose grants were
+		// withdrawn stops following at once.
 		rep, err := s.store.Get(r.Context(), id)
-		if err != nil {
+		if err != nil || !s.grants().Visible(identityFrom(r.Context()), rep.Source.AccountID, rep.Destination.AccountID) {
 			return
 		}
+		// A finished request's last events are already written: they are
+		// read at once, and the stream ends without waiting for a tick.
 		done := rep.State.Terminal() && !rep.CancelRequested
-		select {
-		case <-r.Context().Done():
-			return
-		case <-tick.C:
+		if !done {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
 		}
 		if events, err = s.store.Events(r.Context(), id, after); err != nil {
 			return

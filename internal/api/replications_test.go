@@ -434,6 +434,15 @@ func (unreachableStore) Retry(context.Context, string, string) (provision.Replic
 func (unreachableStore) Deprovision(context.Context, string, string) (provision.Replication, error) {
 	return provision.Replication{}, errDown
 }
+func (unreachableStore) Approve(context.Context, string, string) (provision.Replication, error) {
+	return provision.Replication{}, errDown
+}
+func (unreachableStore) Reject(context.Context, string, string, string) (provision.Replication, error) {
+	return provision.Replication{}, errDown
+}
+func (unreachableStore) Replay(context.Context, string, string, []byte) (*provision.Response, error) {
+	return nil, errDown
+}
 func (unreachableStore) Steps(context.Context, string) ([]provision.Step, error) { return nil, errDown }
 func (unreachableStore) Events(context.Context, string, int64) ([]provision.Event, error) {
 	return nil, errDown

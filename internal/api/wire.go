@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/bucketbridge/bucketbridge/internal/policy"
@@ -75,6 +76,12 @@ func newCreateBody() createBody {
 	return createBody{specJSON: specJSON{Verify: true, Rule: ruleJSON{StorageClass: provision.DefaultStorageClass}}}
 }
 
+// rejectBody is the body of POST /v1/replications/{id}/reject.
+type rejectBody struct {
+	// Reason tells the requester why; it is required.
+	Reason string `json:"reason"`
+}
+
 // replicationJSON is a replication request as the API shows it.
 type replicationJSON struct {
 	ID               string          `json:"id"`
@@ -92,6 +99,11 @@ type replicationJSON struct {
 	Attempt          int             `json:"attempt"`
 	LastError        json.RawMessage `json:"last_error"`
 	RequestedBy      string          `json:"requested_by"`
+	ApprovedBy       *string         `json:"approved_by"`
+	ApprovedAt       *time.Time      `json:"approved_at"`
+	RejectedBy       *string         `json:"rejected_by"`
+	RejectedAt       *time.Time      `json:"rejected_at"`
+	RejectionReason  *string         `json:"rejection_reason"`
 	CreatedAt        time.Time       `json:"created_at"`
 	UpdatedAt        time.Time       `json:"updated_at"`
 	FinishedAt       *time.Time      `json:"finished_at"`
@@ -116,6 +128,8 @@ func replicationOf(r provision.Replication, cloud string) replicationJSON {
 		Ticket: orNull(r.Ticket), CallbackURL: orNull(r.CallbackURL),
 		State: r.State, Phase: r.Phase, CancelRequested: r.CancelRequested, CurrentStep: orNull(r.CurrentStep),
 		Attempt: r.Attempt, LastError: r.LastError, RequestedBy: r.RequestedBy,
+		ApprovedBy: orNull(r.ApprovedBy), ApprovedAt: r.ApprovedAt,
+		RejectedBy: orNull(r.RejectedBy), RejectedAt: r.RejectedAt, RejectionReason: orNull(r.RejectionReason),
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt,
 		Cloud: cloud, Links: links{Self: self, Steps: self + "/steps", Events: self + "/events"},
 	}
@@ -159,8 +173,10 @@ func eventOf(e provision.Event) eventJSON {
 }
 
 // planJSON is the answer to a dry run: the documents a request would
-// apply. The documents themselves are AWS's JSON.
+// apply, and whether it would wait for the destination owner's consent.
+// The documents themselves are AWS's JSON.
 type planJSON struct {
+	NeedsApproval      bool          `json:"needs_approval"`
 	ReplicationRoleARN string        `json:"replication_role_arn"`
 	Documents          documentsJSON `json:"documents"`
 	Notes              []string      `json:"notes"`
@@ -182,9 +198,17 @@ type namedPolicyJSON struct {
 	Document policy.Document `json:"document"`
 }
 
-func planOf(p policy.Documents) planJSON {
+// planOf renders p; needsApproval says whether the caller's request would
+// wait for an approver of account destination.
+func planOf(p policy.Documents, needsApproval bool, destination string) planJSON {
 	d := p.Documents
+	notes := nonNil(slices.Clone(p.Notes))
+	if needsApproval {
+		notes = append(notes, "the request would wait in awaiting_approval until an approver of destination account "+
+			destination+" approves it; nothing is written to either account before")
+	}
 	return planJSON{
+		NeedsApproval:      needsApproval,
 		ReplicationRoleARN: p.ReplicationRoleARN,
 		Documents: documentsJSON{
 			TrustPolicy:                       d.TrustPolicy,
@@ -194,7 +218,7 @@ func planOf(p policy.Documents) planJSON {
 			SourceKeyPolicyStatement:          d.SourceKeyPolicyStatement,
 			ReplicationRule:                   d.ReplicationRule,
 		},
-		Notes: nonNil(p.Notes),
+		Notes: notes,
 	}
 }
 

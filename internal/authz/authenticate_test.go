@@ -7,15 +7,17 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/bucketbridge/bucketbridge/internal/authz/authztest"
 )
 
 func TestAuthenticator(t *testing.T) {
 	t.Parallel()
 	is, key, o := setupOIDC(t, OIDCConfig{})
-	stranger := newSigningKey(t, "stranger")
+	stranger := authztest.NewKey(t, "stranger")
 	// An operator may configure any string as a static token, even one
 	// shaped like a JWT; static tokens are matched first.
-	jwtShapedStatic := sign(t, stranger, is.claims(nil))
+	jwtShapedStatic := authztest.Sign(t, stranger, is.Claims(nil))
 	tokens := map[string]string{"alice-token-0123456789": "alice", "bob-token-0123456789": "bob", jwtShapedStatic: "odd"}
 	withOIDC, err := NewAuthenticator(tokens, o)
 	if err != nil {
@@ -25,7 +27,7 @@ func TestAuthenticator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := sign(t, key, is.claims(nil))
+	valid := authztest.Sign(t, key, is.Claims(nil))
 	tests := []struct {
 		name    string
 		a       *Authenticator
@@ -40,7 +42,7 @@ func TestAuthenticator(t *testing.T) {
 		{"prefix of a static token", withOIDC, "alice-token-012345678", Identity{}, ErrUnknownToken},
 		{"empty", withOIDC, "", Identity{}, ErrUnknownToken},
 		{"JWT without oidc", staticOnly, valid, Identity{}, ErrUnknownToken},
-		{"invalid JWT", withOIDC, sign(t, stranger, is.claims(func(c map[string]any) { c["sub"] = "x" })), Identity{}, ErrInvalidToken},
+		{"invalid JWT", withOIDC, authztest.Sign(t, stranger, is.Claims(func(c map[string]any) { c["sub"] = "x" })), Identity{}, ErrInvalidToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

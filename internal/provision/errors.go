@@ -54,9 +54,15 @@ func (e *ValidationError) orNil() error {
 }
 
 // DuplicateError means a live request already replicates the same source
-// bucket and prefix into the same destination bucket.
+// bucket and prefix into the same destination bucket. Its accounts let the
+// API decide whether the caller may be told which request that is.
 type DuplicateError struct {
+	// ExistingID is the live request, "" when it finished before it could
+	// be read.
 	ExistingID string
+	// SourceAccountID and DestinationAccountID are the live request's.
+	SourceAccountID      string
+	DestinationAccountID string
 }
 
 func (e *DuplicateError) Error() string {

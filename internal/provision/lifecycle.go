@@ -11,8 +11,17 @@ import (
 type State string
 
 const (
-	// StatePending: stored by the API, waiting for a worker to claim it.
-	// Leaves for running (a worker claims it) or cancelled (a caller cancels).
+	// StateAwaitingApproval: stored by the API for a caller who may ask for
+	// the source account's data to leave but does not speak for the
+	// destination account, so an approver of the destination must consent
+	// first; no worker touches it and nothing is written into either
+	// account. Leaves for pending (a destination approver approves),
+	// rejected (a destination approver rejects) or cancelled (a requester
+	// on the source cancels).
+	StateAwaitingApproval State = "awaiting_approval"
+	// StatePending: stored by the API, or approved, waiting for a worker to
+	// claim it. Leaves for running (a worker claims it) or cancelled (a
+	// caller cancels).
 	StatePending State = "pending"
 	// StateRunning: a worker holds its lease and is provisioning it, or it
 	// waits for its next attempt. Leaves for succeeded, failed or cancelled.
@@ -26,6 +35,11 @@ const (
 	// StateCancelled: a caller cancelled it before it finished. Leaves only
 	// for deprovisioning, which removes what it did before it stopped.
 	StateCancelled State = "cancelled"
+	// StateRejected: an approver of the destination account refused
+	// consent; rejection_reason says why. Final: nothing was ever written,
+	// so there is nothing to deprovision, and its route is free for a new
+	// request.
+	StateRejected State = "rejected"
 	// StateDeprovisioning: a worker is removing what bucketbridge added.
 	// Leaves for deprovisioned, or deprovision_failed.
 	StateDeprovisioning State = "deprovisioning"
@@ -39,7 +53,7 @@ const (
 
 // States lists every state, in lifecycle order.
 var States = []State{
-	StatePending, StateRunning, StateSucceeded, StateFailed, StateCancelled,
+	StateAwaitingApproval, StatePending, StateRunning, StateSucceeded, StateFailed, StateCancelled, StateRejected,
 	StateDeprovisioning, StateDeprovisioned, StateDeprovisionFailed,
 }
 
@@ -50,7 +64,7 @@ func (s State) Valid() bool { return slices.Contains(States, s) }
 // a caller asking (retry, deprovision). Terminal requests have finished_at set.
 func (s State) Terminal() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCancelled, StateDeprovisioned, StateDeprovisionFailed:
+	case StateSucceeded, StateFailed, StateCancelled, StateRejected, StateDeprovisioned, StateDeprovisionFailed:
 		return true
 	}
 	return false
@@ -69,16 +83,27 @@ func (s State) Phase() Phase {
 type Action string
 
 const (
-	// ActionCreate: a caller submits a request.
+	// ActionCreate: a caller submits a request that needs nobody else's
+	// consent: they may speak for both of its accounts.
 	ActionCreate Action = "create"
+	// ActionSubmit: a caller submits a request that must wait for the
+	// consent of an approver of its destination account. Creating is two
+	// actions, not one action with two outcomes, so that the lifecycle
+	// stays a function of state and action.
+	ActionSubmit Action = "submit"
+	// ActionApprove: an approver of the destination account consents.
+	ActionApprove Action = "approve"
+	// ActionReject: an approver of the destination account refuses.
+	ActionReject Action = "reject"
 	// ActionClaim: a worker takes a pending request.
 	ActionClaim Action = "claim"
 	// ActionComplete: a worker finished every step of the request's phase.
 	ActionComplete Action = "complete"
 	// ActionFail: a step failed permanently, or retrying ran past the deadline.
 	ActionFail Action = "fail"
-	// ActionCancel: a caller cancelled the request, or the worker holding it
-	// stopped after its current step because a caller asked.
+	// ActionCancel: a caller cancelled the request (also while it awaited
+	// approval), or the worker holding it stopped after its current step
+	// because a caller asked.
 	ActionCancel Action = "cancel"
 	// ActionRetry: a caller resumes a failed request from its failed step.
 	ActionRetry Action = "retry"
@@ -100,6 +125,10 @@ type Transition struct {
 // a test).
 var Transitions = []Transition{
 	{"", ActionCreate, StatePending},
+	{"", ActionSubmit, StateAwaitingApproval},
+	{StateAwaitingApproval, ActionApprove, StatePending},
+	{StateAwaitingApproval, ActionReject, StateRejected},
+	{StateAwaitingApproval, ActionCancel, StateCancelled},
 	{StatePending, ActionClaim, StateRunning},
 	{StatePending, ActionCancel, StateCancelled},
 	{StateRunning, ActionComplete, StateSucceeded},

@@ -75,6 +75,20 @@ func TestWhatCallersAndWorkersMayDo(t *testing.T) {
 		want   State // "" when refused
 	}{
 		{"", ActionCreate, StatePending},
+		{"", ActionSubmit, StateAwaitingApproval},
+		{StateAwaitingApproval, ActionApprove, StatePending},
+		{StateAwaitingApproval, ActionReject, StateRejected},
+		{StateAwaitingApproval, ActionCancel, StateCancelled},
+		{StateAwaitingApproval, ActionClaim, ""}, // no worker runs what nobody approved
+		{StateAwaitingApproval, ActionDeprovision, ""},
+		{StateAwaitingApproval, ActionRetry, ""},
+		{StatePending, ActionApprove, ""},
+		{StatePending, ActionReject, ""},
+		{StateRejected, ActionDeprovision, ""}, // nothing was written
+		{StateRejected, ActionRetry, ""},
+		{StateRejected, ActionApprove, ""},
+		{StateRejected, ActionCancel, ""},
+		{StateCancelled, ActionApprove, ""},
 		{StatePending, ActionClaim, StateRunning},
 		{StateFailed, ActionRetry, StateRunning},
 		{StateDeprovisionFailed, ActionRetry, StateDeprovisioning},
@@ -97,10 +111,11 @@ func TestWhatCallersAndWorkersMayDo(t *testing.T) {
 		}
 	}
 	for _, s := range States {
-		if s.Terminal() != (s == StateSucceeded || s == StateFailed || s == StateCancelled || s == StateDeprovisioned || s == StateDeprovisionFailed) {
+		if s.Terminal() != (s == StateSucceeded || s == StateFailed || s == StateCancelled || s == StateRejected ||
+			s == StateDeprovisioned || s == StateDeprovisionFailed) {
 			t.Errorf("%s.Terminal() = %v", s, s.Terminal())
 		}
-		if len(outOf(s)) == 0 && s != StateDeprovisioned {
+		if len(outOf(s)) == 0 && s != StateDeprovisioned && s != StateRejected {
 			t.Errorf("%s is a dead end", s)
 		}
 	}

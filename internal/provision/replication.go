@@ -58,9 +58,19 @@ type Replication struct {
 	// LastError is the RFC 9457 problem of the last failed attempt, or nil.
 	LastError   json.RawMessage
 	RequestedBy string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-	FinishedAt  *time.Time
+	// ApprovedBy is who gave the destination owner's consent, and
+	// ApprovedAt when: an approver of the destination account, or the
+	// requester themself when they are one. Empty while none was given.
+	ApprovedBy string
+	ApprovedAt *time.Time
+	// RejectedBy is the approver who refused consent, RejectedAt when, and
+	// RejectionReason why. Empty unless the request was rejected.
+	RejectedBy      string
+	RejectedAt      *time.Time
+	RejectionReason string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	FinishedAt      *time.Time
 }
 
 // NewReplication is a request to store: the spec, who asks, and the
@@ -68,6 +78,10 @@ type Replication struct {
 type NewReplication struct {
 	Spec        Spec
 	RequestedBy string
+	// NeedsApproval stores the request awaiting the consent of an approver
+	// of its destination account (ActionSubmit); otherwise it is pending at
+	// once, with the requester as its approver (ActionCreate).
+	NeedsApproval bool
 	// IdempotencyKey is optional; with it, RequestHash identifies the body.
 	IdempotencyKey string
 	RequestHash    []byte
@@ -116,8 +130,20 @@ type Event struct {
 	Detail  json.RawMessage
 }
 
+// Scope is the set of accounts whose requests a caller may see: a request
+// is in scope when its source or its destination account is.
+type Scope struct {
+	// All puts every account in scope.
+	All bool
+	// Accounts are the accounts in scope unless All is set.
+	Accounts []string
+}
+
 // Filter selects replications for a listing.
 type Filter struct {
+	// Scope keeps only the requests the caller may see; the zero Scope
+	// keeps none.
+	Scope Scope
 	// States, when not empty, keeps requests in any of them.
 	States    []State
 	AccountID string // either side

@@ -30,6 +30,16 @@ func (s *Store) AfterTransition(fn func(provision.Change)) { s.after = append(s.
 // are the action's own arguments. apply checks the transition first and
 // the database trigger checks it again.
 var enter = map[provision.Action]string{
+	// $3 is the approver. The request is runnable from now on; time spent
+	// waiting for consent does not count against its deadline, which the
+	// claim starts.
+	provision.ActionApprove: `UPDATE replications SET state = $2, approved_by = $3, approved_at = now(),
+    next_run_at = now(), updated_at = now()
+WHERE id = $1`,
+	// $3 is the approver who refused, $4 why.
+	provision.ActionReject: `UPDATE replications SET state = $2, finished_at = now(), rejected_by = $3,
+    rejected_at = now(), rejection_reason = $4, updated_at = now()
+WHERE id = $1`,
 	// The claim query has set the lease and started the phase's clock.
 	provision.ActionClaim: `UPDATE replications SET state = $2, updated_at = now() WHERE id = $1`,
 	provision.ActionComplete: `UPDATE replications SET state = $2, finished_at = now(), current_step = '',

@@ -23,7 +23,8 @@ const replicationColumns = `id, state, source_account_id, source_region, source_
 	destination_account_id, destination_region, destination_bucket, destination_kms_key_arn,
 	rule_prefix, delete_marker_replication, replica_modifications, storage_class, replication_time_control,
 	enable_versioning, verify, ticket, callback_url, requested_by, cancel_requested, current_step,
-	attempt, last_error, created_at, updated_at, finished_at`
+	attempt, last_error, approved_by, approved_at, rejected_by, rejected_at, rejection_reason,
+	created_at, updated_at, finished_at`
 
 // replicationRow is one row of replications as the queries return it.
 type replicationRow struct {
@@ -51,6 +52,11 @@ type replicationRow struct {
 	CurrentStep             string
 	Attempt                 int
 	LastError               []byte
+	ApprovedBy              string
+	ApprovedAt              *time.Time
+	RejectedBy              string
+	RejectedAt              *time.Time
+	RejectionReason         string
 	CreatedAt               time.Time
 	UpdatedAt               time.Time
 	FinishedAt              *time.Time
@@ -87,6 +93,11 @@ func (r replicationRow) domain() provision.Replication {
 		Attempt:         r.Attempt,
 		LastError:       json.RawMessage(r.LastError),
 		RequestedBy:     r.RequestedBy,
+		ApprovedBy:      r.ApprovedBy,
+		ApprovedAt:      r.ApprovedAt,
+		RejectedBy:      r.RejectedBy,
+		RejectedAt:      r.RejectedAt,
+		RejectionReason: r.RejectionReason,
 		CreatedAt:       r.CreatedAt,
 		UpdatedAt:       r.UpdatedAt,
 		FinishedAt:      r.FinishedAt,
@@ -114,19 +125,22 @@ WHERE caller = $1 AND key = $2`
 const insertReplication = `INSERT INTO replications (id, state, source_account_id, source_region, source_bucket, source_kms_key_arn,
 	destination_account_id, destination_region, destination_bucket, destination_kms_key_arn,
 	rule_prefix, delete_marker_replication, replica_modifications, storage_class, replication_time_control,
-	enable_versioning, verify, ticket, callback_url, requested_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+	enable_versioning, verify, ticket, callback_url, requested_by, approved_by, approved_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+	$21, CASE WHEN $21 = '' THEN NULL ELSE now() END)
 RETURNING ` + replicationColumns
 
 const updateIdempotencyKey = `UPDATE idempotency_keys SET replication_id = $3, response_status = $4, response_body = $5
 WHERE caller = $1 AND key = $2`
 
-const selectLiveRoute = `SELECT id FROM replications
+// selectLiveRoute finds the request holding a route; its state condition is
+// the predicate of the unique index replications_one_live_per_route.
+const selectLiveRoute = `SELECT id, source_account_id, destination_account_id FROM replications
 WHERE source_bucket = $1 AND destination_bucket = $2 AND rule_prefix = $3
-  AND state NOT IN ('cancelled', 'deprovisioned')`
+  AND state NOT IN ('cancelled', 'rejected', 'deprovisioned')`
 
-// Create stores a new request in the state the lifecycle creates requests
-// in. With an idempotency key it returns instead the first answer for that
+// Create stores a new request: awaiting approval when in.NeedsApproval,
+// else pending with its requester as approver. With an idempotency key it returns instead the first answer for that
 // key (replay), or provision.ErrIdempotencyKeyReused when the body differs.
 // Two identical requests arriving at once create one row: the second waits
 // on the key's unique index until the first commits, then replays it.
@@ -171,16 +185,21 @@ func (s *Store) Create(ctx context.Context, in provision.NewReplication) (r prov
 
 // insert writes a new request and applies its creation in tx.
 func (s *Store) insert(ctx context.Context, tx pgx.Tx, in provision.NewReplication) (provision.Change, error) {
-	state, ok := provision.Next("", provision.ActionCreate)
+	action, approvedBy, message := provision.ActionCreate, in.RequestedBy, "request accepted"
+	if in.NeedsApproval {
+		action, approvedBy = provision.ActionSubmit, ""
+		message = "request accepted; waiting for an approver of destination account " + in.Spec.Destination.AccountID
+	}
+	state, ok := provision.Next("", action)
 	if !ok {
-		return provision.Change{}, errors.New("the lifecycle has no state to create requests in")
+		return provision.Change{}, fmt.Errorf("the lifecycle has no state to %s requests in", action)
 	}
 	sp := in.Spec
 	rows, err := tx.Query(ctx, insertReplication, uuid.Must(uuid.NewV7()), state,
 		sp.Source.AccountID, sp.Source.Region, sp.Source.Bucket, sp.Source.KMSKeyARN,
 		sp.Destination.AccountID, sp.Destination.Region, sp.Destination.Bucket, sp.Destination.KMSKeyARN,
 		sp.Rule.Prefix, sp.Rule.DeleteMarkerReplication, sp.Rule.ReplicaModifications, sp.Rule.StorageClass,
-		sp.Rule.ReplicationTimeControl, sp.EnableVersioning, sp.Verify, sp.Ticket, sp.CallbackURL, in.RequestedBy)
+		sp.Rule.ReplicationTimeControl, sp.EnableVersioning, sp.Verify, sp.Ticket, sp.CallbackURL, in.RequestedBy, approvedBy)
 	if err != nil {
 		return provision.Change{}, fmt.Errorf("insert replication: %w", err)
 	}
@@ -189,23 +208,35 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, in provision.NewReplicati
 		return provision.Change{}, fmt.Errorf("insert replication: %w", err)
 	}
 	c := provision.Change{
-		Transition:  provision.Transition{Action: provision.ActionCreate, To: state},
+		Transition:  provision.Transition{Action: action, To: state},
 		Actor:       in.RequestedBy,
 		Replication: created[0],
 	}
-	return c, s.record(ctx, tx, c, "request accepted", nil)
+	return c, s.record(ctx, tx, c, message, nil)
+}
+
+// Replay returns the answer remembered for caller's idempotency key, nil
+// when the key was never used, or provision.ErrIdempotencyKeyReused when it
+// was used with another body (hash). It stores nothing: it answers a retry
+// from a caller who may no longer create what they first asked for.
+func (s *Store) Replay(ctx context.Context, caller, key string, hash []byte) (*provision.Response, error) {
+	replay, err := replayAnswer(ctx, s.pool, provision.NewReplication{RequestedBy: caller, IdempotencyKey: key, RequestHash: hash})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return replay, err
 }
 
 // replayAnswer returns the answer remembered for a request whose
 // idempotency key is already taken.
-func replayAnswer(ctx context.Context, tx pgx.Tx, in provision.NewReplication) (*provision.Response, error) {
+func replayAnswer(ctx context.Context, q querier, in provision.NewReplication) (*provision.Response, error) {
 	var (
 		hash   []byte
 		id     *uuid.UUID
 		status *int
 		body   []byte
 	)
-	if err := tx.QueryRow(ctx, selectIdempotencyKey, in.RequestedBy, in.IdempotencyKey).Scan(&hash, &id, &status, &body); err != nil {
+	if err := q.QueryRow(ctx, selectIdempotencyKey, in.RequestedBy, in.IdempotencyKey).Scan(&hash, &id, &status, &body); err != nil {
 		return nil, fmt.Errorf("read idempotency key: %w", err)
 	}
 	if !bytes.Equal(hash, in.RequestHash) {
@@ -220,8 +251,12 @@ func replayAnswer(ctx context.Context, tx pgx.Tx, in provision.NewReplication) (
 
 // duplicate builds the error for a request whose route is already live.
 func (s *Store) duplicate(ctx context.Context, sp provision.Spec) error {
-	var id uuid.UUID
-	err := s.pool.QueryRow(ctx, selectLiveRoute, sp.Source.Bucket, sp.Destination.Bucket, sp.Rule.Prefix).Scan(&id)
+	var (
+		id  uuid.UUID
+		dup provision.DuplicateError
+	)
+	err := s.pool.QueryRow(ctx, selectLiveRoute, sp.Source.Bucket, sp.Destination.Bucket, sp.Rule.Prefix).
+		Scan(&id, &dup.SourceAccountID, &dup.DestinationAccountID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// The live request ended between our insert and this read.
 		return &provision.DuplicateError{}
@@ -229,7 +264,8 @@ func (s *Store) duplicate(ctx context.Context, sp provision.Spec) error {
 	if err != nil {
 		return fmt.Errorf("find live replication: %w", err)
 	}
-	return &provision.DuplicateError{ExistingID: id.String()}
+	dup.ExistingID = id.String()
+	return &dup
 }
 
 const selectReplication = `SELECT ` + replicationColumns + ` FROM replications WHERE id = $1`
@@ -265,17 +301,21 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// listReplications walks replications_created newest first, from the
+// cursor on, keeping the rows every condition allows; $6 and $7 are the
+// caller's scope (all accounts, or those whose requests they may see).
 const listReplications = `SELECT ` + replicationColumns + ` FROM replications
-WHERE (cardinality($1::replication_state[]) = 0 OR state = ANY($1))
+WHERE ($6::boolean OR source_account_id = ANY($7::text[]) OR destination_account_id = ANY($7::text[]))
+  AND (cardinality($1::replication_state[]) = 0 OR state = ANY($1))
   AND ($2 = '' OR source_account_id = $2 OR destination_account_id = $2)
   AND ($3 = '' OR ticket = $3)
   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
 ORDER BY created_at DESC, id DESC
-LIMIT $6`
+LIMIT $8`
 
-// List returns replications newest first. A page's Next cursor continues
-// after its last item, so rows inserted meanwhile neither repeat nor shift
-// later pages.
+// List returns the replications in f's scope, newest first. A page's Next
+// cursor continues after its last item, so rows inserted meanwhile neither
+// repeat nor shift later pages.
 func (s *Store) List(ctx context.Context, f provision.Filter) (provision.Page, error) {
 	var (
 		afterTime *time.Time
@@ -292,7 +332,12 @@ func (s *Store) List(ctx context.Context, f provision.Filter) (provision.Page, e
 	for i, st := range f.States {
 		states[i] = string(st)
 	}
-	rows, err := s.pool.Query(ctx, listReplications, states, f.AccountID, f.Ticket, afterTime, afterID, f.Limit+1)
+	accounts := f.Scope.Accounts
+	if accounts == nil {
+		accounts = []string{}
+	}
+	rows, err := s.pool.Query(ctx, listReplications, states, f.AccountID, f.Ticket, afterTime, afterID,
+		f.Scope.All, accounts, f.Limit+1)
 	if err != nil {
 		return provision.Page{}, fmt.Errorf("list replications: %w", err)
 	}
@@ -407,6 +452,22 @@ func (s *Store) Cancel(ctx context.Context, id, actor string) (provision.Replica
 		s.committed(*c)
 	}
 	return r, nil
+}
+
+// Approve records the destination owner's consent, given by actor, to a
+// request awaiting it, which becomes pending and runs. Any other state
+// answers *provision.StateError.
+func (s *Store) Approve(ctx context.Context, id, actor string) (provision.Replication, error) {
+	return s.applyNow(ctx, change{id: id, action: provision.ActionApprove, actor: actor,
+		message: "approved by " + actor, args: []any{actor}})
+}
+
+// Reject records that actor refused consent to a request awaiting it, and
+// why; the request is rejected for good. Any other state answers
+// *provision.StateError.
+func (s *Store) Reject(ctx context.Context, id, actor, reason string) (provision.Replication, error) {
+	return s.applyNow(ctx, change{id: id, action: provision.ActionReject, actor: actor,
+		message: "rejected by " + actor + ": " + reason, args: []any{actor, reason}})
 }
 
 // Retry resumes a failed request from its failed step.

@@ -28,6 +28,9 @@ func spec(n int) provision.Spec {
 	}
 }
 
+// everything is the scope of a caller who may see every request.
+var everything = provision.Scope{All: true}
+
 func TestMigrationsUpDownUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -207,7 +210,7 @@ func TestCreateIdempotentUnderConcurrency(t *testing.T) {
 	if len(ids) != 1 || replays != n-1 {
 		t.Fatalf("got ids %v and %d replays, want one id and %d replays", ids, replays, n-1)
 	}
-	page, err := s.List(ctx, provision.Filter{Limit: 10})
+	page, err := s.List(ctx, provision.Filter{Scope: everything, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +247,7 @@ func TestListPagesWithoutGapsOrDuplicatesWhileInserting(t *testing.T) {
 		if pages > 20 {
 			t.Fatal("pagination does not end")
 		}
-		page, err := s.List(ctx, provision.Filter{Limit: 5, After: cursor})
+		page, err := s.List(ctx, provision.Filter{Scope: everything, Limit: 5, After: cursor})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,6 +298,9 @@ func TestListFilters(t *testing.T) {
 	}
 	count := func(f provision.Filter) int {
 		f.Limit = 50
+		if f.Scope.Accounts == nil {
+			f.Scope = everything
+		}
 		p, err := s.List(ctx, f)
 		if err != nil {
 			t.Fatal(err)
@@ -314,12 +320,21 @@ func TestListFilters(t *testing.T) {
 		{"source account", provision.Filter{AccountID: "333333333333"}, 1},
 		{"ticket", provision.Filter{Ticket: "OPS-0"}, 2},
 		{"nothing", provision.Filter{Ticket: "NOPE"}, 0},
+		{"scope of the destination", provision.Filter{Scope: provision.Scope{Accounts: []string{"222222222222"}}}, 6},
+		{"scope of one source", provision.Filter{Scope: provision.Scope{Accounts: []string{"333333333333"}}}, 1},
+		{"scope of two sources", provision.Filter{Scope: provision.Scope{Accounts: []string{"111111111111", "333333333333"}}}, 6},
+		{"scope of another account", provision.Filter{Scope: provision.Scope{Accounts: []string{"444444444444"}}}, 0},
+		{"empty scope", provision.Filter{Scope: provision.Scope{Accounts: []string{}}}, 0},
+		{"scope and account filter", provision.Filter{Scope: provision.Scope{Accounts: []string{"333333333333"}}, AccountID: "222222222222"}, 1},
 	} {
 		if got := count(tc.f); got != tc.want {
 			t.Errorf("%s: %d items, want %d", tc.name, got, tc.want)
 		}
 	}
-	if _, err := s.List(ctx, provision.Filter{Limit: 5, After: "not-a-cursor"}); !errors.Is(err, provision.ErrBadCursor) {
+	if p, err := s.List(ctx, provision.Filter{Limit: 50}); err != nil || len(p.Items) != 0 {
+		t.Errorf("a filter without a scope listed %d items (%v); want none", len(p.Items), err)
+	}
+	if _, err := s.List(ctx, provision.Filter{Scope: everything, Limit: 5, After: "not-a-cursor"}); !errors.Is(err, provision.ErrBadCursor) {
 		t.Errorf("bad cursor = %v", err)
 	}
 }

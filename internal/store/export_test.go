@@ -1,0 +1,4 @@
+package store
+
+// ListReplicationsSQL is the listing query, for the test of its plan.
+const ListReplicationsSQL = listReplications
