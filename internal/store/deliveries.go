@@ -41,8 +41,10 @@ FROM webhook_deliveries WHERE replication_id = $2`
 // data, when the request has a callback URL. It returns the delivery's id,
 // or "" when the request has no callback URL. Run it on the transaction of
 // the state change it announces, so that the delivery exists if and only if
-// the change does, and call NotifyDeliveries once that transaction has
-// committed.
+// the change does, and wake the dispatchers (s.deliveries.Notify) once that
+// transaction has committed, never inside it: Postgres serializes the
+// commits of all transactions that issued a NOTIFY, which would make every
+// state change wait for every other.
 func enqueueDelivery(ctx context.Context, q querier, replicationID string, typ webhook.EventType, data json.RawMessage) (string, error) {
 	if !typ.Valid() {
 		return "", fmt.Errorf("queue delivery for %s: unknown event type %q", replicationID, typ)
@@ -89,23 +91,9 @@ func (s *Store) EnqueueDelivery(ctx context.Context, replicationID string, typ w
 		return "", fmt.Errorf("commit: %w", err)
 	}
 	if id != "" {
-		if err := s.NotifyDeliveries(ctx); err != nil {
-			return id, err
-		}
+		s.deliveries.Notify()
 	}
 	return id, nil
-}
-
-// NotifyDeliveries wakes the dispatchers of every replica (NOTIFY on
-// DeliveriesChannel). Call it after the transaction that queued deliveries
-// has committed, never inside it: Postgres serializes the commits of all
-// transactions that issued a NOTIFY, which would make every state change
-// wait for every other. A lost notification costs only a poll interval.
-func (s *Store) NotifyDeliveries(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, "SELECT pg_notify($1, '')", DeliveriesChannel); err != nil {
-		return fmt.Errorf("notify dispatchers: %w", err)
-	}
-	return nil
 }
 
 // deliveryColumns is the explicit column list every delivery query returns.
@@ -345,9 +333,7 @@ func (s *Store) Redeliver(ctx context.Context, replicationID, deliveryID string)
 		return webhook.Delivery{}, fmt.Errorf("redeliver %s of %s: %w", deliveryID, replicationID, err)
 	}
 	if tag.RowsAffected() == 1 {
-		if err := s.NotifyDeliveries(ctx); err != nil {
-			return webhook.Delivery{}, err
-		}
+		s.deliveries.Notify()
 	}
 	rows, err := s.pool.Query(ctx, selectDeliveries, rid, did)
 	if err != nil {

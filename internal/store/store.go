@@ -23,7 +23,9 @@ type Store struct {
 	pool *pgxpool.Pool
 	db   *sql.DB // the same pool seen through database/sql, for goose
 	mig  *goose.Provider
-	wake *notifier
+	// wake rouses idle workers, deliveries the webhook dispatchers.
+	wake       *notifier
+	deliveries *notifier
 
 	hooks []Hook
 	after []func(provision.Change)
@@ -67,7 +69,8 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
-	return &Store{pool: pool, db: db, mig: mig, wake: newNotifier(pool)}, nil
+	return &Store{pool: pool, db: db, mig: mig,
+		wake: newNotifier(pool, workChannel), deliveries: newNotifier(pool, DeliveriesChannel)}, nil
 }
 
 // MaxConns is the size of the connection pool.
@@ -76,6 +79,7 @@ func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
 // Close releases every connection.
 func (s *Store) Close() {
 	s.wake.close()
+	s.deliveries.close()
 	s.db.Close()
 	s.pool.Close()
 }

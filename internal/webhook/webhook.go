@@ -23,7 +23,7 @@ const (
 	EventAwaitingApproval EventType = "replication.awaiting_approval"
 	// EventSucceeded: provisioning finished (and the canary arrived, when verified).
 	EventSucceeded EventType = "replication.succeeded"
-	// EventFailed: provisioning or deprovisioning failed permanently.
+	// EventFailed: provisioning failed permanently.
 	EventFailed EventType = "replication.failed"
 	// EventCancelled: the request was cancelled.
 	EventCancelled EventType = "replication.cancelled"
@@ -31,11 +31,15 @@ const (
 	EventRejected EventType = "replication.rejected"
 	// EventDeprovisioned: everything bucketbridge added was removed.
 	EventDeprovisioned EventType = "replication.deprovisioned"
+	// EventDeprovisionFailed: removing what bucketbridge added failed
+	// permanently; a retry or another DELETE resumes it.
+	EventDeprovisionFailed EventType = "replication.deprovision_failed"
 )
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{
 	EventAwaitingApproval, EventSucceeded, EventFailed, EventCancelled, EventRejected, EventDeprovisioned,
+	EventDeprovisionFailed,
 }
 
 // Valid reports whether t is one of EventTypes.
