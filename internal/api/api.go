@@ -17,6 +17,7 @@ import (
 
 	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
+	"github.com/bucketbridge/bucketbridge/internal/webhook"
 )
 
 // Store is the persistence the API needs.
@@ -37,6 +38,10 @@ type Store interface {
 	Reject(ctx context.Context, id, actor, reason string) (provision.Replication, error)
 	Steps(ctx context.Context, id string) ([]provision.Step, error)
 	Events(ctx context.Context, id string, after int64) ([]provision.Event, error)
+	// Deliveries lists a request's callbacks, with their attempts, in the
+	// order of its events; Redeliver queues a finished one again.
+	Deliveries(ctx context.Context, id string) ([]webhook.Delivery, error)
+	Redeliver(ctx context.Context, id, deliveryID string) (webhook.Delivery, error)
 	Ready(ctx context.Context) error
 }
 
@@ -69,6 +74,12 @@ type Config struct {
 	// WriteTimeout bounds writing any answer but an event stream; 30s when
 	// zero.
 	WriteTimeout time.Duration
+	// CallbackGuard checks callback URLs when requests are created
+	// (BB_CALLBACK_ALLOW); nil checks them against an empty allowlist.
+	CallbackGuard *webhook.Guard
+	// CallbacksDisabled refuses every callback_url: the server has no
+	// secret to sign callbacks with.
+	CallbacksDisabled bool
 }
 
 // Server serves the HTTP API.
@@ -88,6 +99,9 @@ type Server struct {
 	// writeTimeout bounds writing an answer that is not a stream.
 	writeTimeout time.Duration
 	router       chi.Router
+	// guard checks callback URLs; callbacksOff refuses them all.
+	guard        *webhook.Guard
+	callbacksOff bool
 }
 
 // New builds the API's handler.
@@ -122,6 +136,10 @@ func New(cfg Config) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	s.metrics, s.authzm, s.gather = newHTTPMetrics(reg), newAuthzMetrics(reg), reg
+	s.guard, s.callbacksOff = cfg.CallbackGuard, cfg.CallbacksDisabled
+	if s.guard == nil {
+		s.guard, _ = webhook.NewGuard("") // an empty allowlist always parses
+	}
 	s.router = s.routes()
 	return s, nil
 }
@@ -155,6 +173,7 @@ func (s *Server) routes() chi.Router {
 		r.Get("/{id}", s.getReplication)
 		r.Get("/{id}/steps", s.listSteps)
 		r.Get("/{id}/events", s.listEvents)
+		r.Get("/{id}/deliveries", s.listDeliveries)
 		// Every route that changes state spends the caller's rate limit.
 		r.Group(func(r chi.Router) {
 			r.Use(s.limitChanges)
@@ -164,6 +183,7 @@ func (s *Server) routes() chi.Router {
 			r.Post("/{id}/retry", s.retryReplication)
 			r.Post("/{id}/approve", s.approveReplication)
 			r.Post("/{id}/reject", s.rejectReplication)
+			r.Post("/{id}/deliveries/{delivery_id}/redeliver", s.redeliver)
 		})
 	})
 	return r

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
+	"github.com/bucketbridge/bucketbridge/internal/webhook"
 )
 
 // problemTypeBase prefixes the type URI of each kind of problem.
@@ -86,6 +87,12 @@ func asProblem(err error) *problem {
 	case errors.Is(err, provision.ErrIdempotencyKeyReused):
 		return &problem{Type: problemTypeBase + "idempotency-key-reused", Status: http.StatusUnprocessableEntity,
 			Title: "Idempotency-Key reused", Detail: "this Idempotency-Key was first used with a different request body; use a new key for a new request"}
+	case errors.Is(err, webhook.ErrDeliveryNotFound):
+		return &problem{Type: problemTypeBase + "not-found", Status: http.StatusNotFound, Title: "Not Found",
+			Detail: "the replication has no delivery with this id"}
+	case errors.Is(err, webhook.ErrDeliveryPending):
+		return &problem{Type: problemTypeBase + "delivery-pending", Status: http.StatusConflict, Title: "Conflict",
+			Detail: "the delivery has not finished: it is sent again at its next_attempt_at; only a delivered or failed delivery can be redelivered"}
 	case errors.Is(err, provision.ErrBadCursor):
 		return badRequest("cursor", "is not a cursor this service issued; start again without it")
 	}

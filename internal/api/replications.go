@@ -37,7 +37,7 @@ func (s *Server) createReplication(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec := body.domain()
-	if err := spec.Validate(); err != nil {
+	if err := s.validate(spec); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/bucketbridge/bucketbridge/internal/policy"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
+	"github.com/bucketbridge/bucketbridge/internal/webhook"
 )
 
 // The JSON shapes of the API, written by hand so that the domain types can
@@ -170,6 +171,53 @@ type eventJSON struct {
 func eventOf(e provision.Event) eventJSON {
 	return eventJSON{ID: e.Seq, At: e.At, Type: e.Type, State: orNull(string(e.State)), Step: orNull(e.Step),
 		Actor: e.Actor, Message: e.Message, Detail: e.Detail}
+}
+
+// deliveryJSON is one callback of a request: the event it announces, where
+// it stands, and every attempt to send it. Its id is the webhook-id header
+// of every attempt.
+type deliveryJSON struct {
+	ID            string                `json:"id"`
+	Seq           int                   `json:"seq"`
+	Type          webhook.EventType     `json:"type"`
+	URL           string                `json:"url"`
+	Status        webhook.Status        `json:"status"`
+	CreatedAt     time.Time             `json:"created_at"`
+	QueuedAt      time.Time             `json:"queued_at"`
+	NextAttemptAt *time.Time            `json:"next_attempt_at"`
+	DeliveredAt   *time.Time            `json:"delivered_at"`
+	Attempts      []deliveryAttemptJSON `json:"attempts"`
+	Payload       json.RawMessage       `json:"payload"`
+	Links         deliveryLinks         `json:"links"`
+}
+
+type deliveryLinks struct {
+	Redeliver string `json:"redeliver"`
+}
+
+// deliveryAttemptJSON is one try at sending a delivery.
+type deliveryAttemptJSON struct {
+	At time.Time `json:"at"`
+	// StatusCode is null when no answer came; Error is null when the
+	// attempt succeeded.
+	StatusCode *int    `json:"status_code"`
+	Error      *string `json:"error"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+func deliveryOf(d webhook.Delivery) deliveryJSON {
+	out := deliveryJSON{ID: d.ID, Seq: d.Seq, Type: d.Type, URL: d.URL, Status: d.Status,
+		CreatedAt: d.CreatedAt, QueuedAt: d.QueuedAt, NextAttemptAt: d.NextAttemptAt, DeliveredAt: d.DeliveredAt,
+		Attempts: make([]deliveryAttemptJSON, len(d.Attempts)), Payload: d.Payload,
+		Links: deliveryLinks{Redeliver: replicationPath(d.ReplicationID) + "/deliveries/" + d.ID + "/redeliver"}}
+	for i, a := range d.Attempts {
+		out.Attempts[i] = deliveryAttemptJSON{At: a.At, Error: orNull(a.Error),
+			DurationMS: float64(a.Duration) / float64(time.Millisecond)}
+		if a.StatusCode != 0 {
+			out.Attempts[i].StatusCode = &a.StatusCode
+		}
+	}
+	return out
 }
 
 // planJSON is the answer to a dry run: the documents a request would

@@ -2,8 +2,6 @@ package provision
 
 import (
 	"net"
-	"net/netip"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -39,15 +37,11 @@ const DefaultStorageClass = "STANDARD"
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
 const maxPrefix = 1024 - 56
 
-const (
-	maxTicket      = 256
-	maxCallbackURL = 2048
-)
+const maxTicket = 256
 
 var (
 	accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
 	bucketPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-	numericHost      = regexp.MustCompile(`^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,2}$`)
 	keyARNPattern    = regexp.MustCompile(`^arn:aws:kms:([a-z0-9-]+):([0-9]{12}):key/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$`)
 )
 
@@ -76,11 +70,6 @@ func (s Spec) Validate() error {
 		v.add("ticket", "must be at most %d characters", maxTicket)
 	} else if HasControl(s.Ticket) {
 		v.add("ticket", "must not contain control characters")
-	}
-	if s.CallbackURL != "" {
-		if msg := checkCallbackURL(s.CallbackURL); msg != "" {
-			v.add("callback_url", "%s", msg)
-		}
 	}
 	return v.orNil()
 }
@@ -135,44 +124,6 @@ func checkBucketName(name string) string {
 	for _, s := range []string{"-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"} {
 		if strings.HasSuffix(name, s) {
 			return "must not end with " + s
-		}
-	}
-	return ""
-}
-
-// checkCallbackURL returns what is wrong with a callback URL, or "". Only
-// https is accepted, and hosts that are addresses the service itself could
-// reach internally (loopback, link-local such as the instance metadata
-// service, private ranges) or their well-known names are refused.
-func checkCallbackURL(raw string) string {
-	if len(raw) > maxCallbackURL {
-		return "must be at most 2048 bytes"
-	}
-	if HasControl(raw) {
-		return "must not contain control characters"
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "must be an absolute https URL"
-	}
-	if u.Scheme != "https" {
-		return "must use https"
-	}
-	if u.User != nil {
-		return "must not contain credentials"
-	}
-	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") || host == "metadata.google.internal" || strings.HasSuffix(host, ".internal") {
-		return "must not point at an internal host"
-	}
-	if numericHost.MatchString(host) {
-		// Resolvers read "2852039166" or "0xa9.0xfe.0xa9.0xfe" as IPv4 addresses.
-		return "must be a DNS name or a dotted IP address"
-	}
-	if addr, err := netip.ParseAddr(host); err == nil {
-		addr = addr.Unmap()
-		if addr.IsLoopback() || addr.IsLinkLocalUnicast() || addr.IsPrivate() || addr.IsUnspecified() || addr.IsMulticast() || addr.IsInterfaceLocalMulticast() {
-			return "must not point at a loopback, link-local or private address"
 		}
 	}
 	return ""
