@@ -63,6 +63,9 @@ type config struct {
 	// RateLimit is how many requests that change state each API caller may
 	// send a minute; 0 sets no limit.
 	RateLimit int
+
+	// Callbacks is how callbacks are signed and sent.
+	Callbacks callbackConfig
 }
 
 // defaultDatabaseURL matches a local Postgres with trust auth.
@@ -199,6 +202,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("BB_CLOUD: want aws or fake, got %q", cfg.Cloud))
 	}
+	callbacks, callbackErrs := loadCallbacks(getenv, cfg.Cloud, duration)
+	cfg.Callbacks, errs = callbacks, append(errs, callbackErrs...)
 	if cfg.Lease > 0 && cfg.Lease < 3*time.Second {
 		errs = append(errs, fmt.Errorf("BB_LEASE: want at least 3s so heartbeats can renew it, got %s", cfg.Lease))
 	}
@@ -225,8 +230,8 @@ func parseTokens(v string) (map[string]string, error) {
 	return tokens, nil
 }
 
-// LogValue masks every secret of the database connection string and the
-// API tokens so the config can be logged.
+// LogValue masks every secret of the database connection string, the API
+// tokens and the webhook secrets so the config can be logged.
 func (c config) LogValue() slog.Value {
 	db, ok := maskDatabaseURL(c.DatabaseURL)
 	if !ok {
@@ -271,6 +276,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("role_permissions_boundary", c.RoleBoundary),
 		slog.Int("rate_limit", c.RateLimit),
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
+		slog.Any("callbacks", c.Callbacks),
 	)
 }
 

@@ -1,5 +1,6 @@
-// Command server runs bucketbridge: the HTTP API and the worker pool that
-// provisions requests, sharing one Postgres database. Several replicas may
+// Command server runs bucketbridge: the HTTP API, the worker pool that
+// provisions requests, and the dispatcher that sends their callbacks,
+// sharing one Postgres database. Several replicas may
 // share the database; Postgres coordinates them.
 package main
 
@@ -28,6 +29,7 @@ import (
 	"github.com/bucketbridge/bucketbridge/internal/awsfake"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 	"github.com/bucketbridge/bucketbridge/internal/store"
+	"github.com/bucketbridge/bucketbridge/internal/webhook"
 )
 
 func main() {
@@ -61,6 +63,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	authn, err := openAuthenticator(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	switch {
+	case cfg.Callbacks.DevSecret:
+		log.WarnContext(ctx, "dev mode: BB_WEBHOOK_SECRET is unset, so callbacks are signed with the published secret "+devWebhookSecret)
+	case cfg.Callbacks.Signer == nil:
+		log.WarnContext(ctx, "callbacks are off: BB_WEBHOOK_SECRET is unset, so requests with a callback_url are refused and this replica sends no callbacks")
 	}
 
 	// A server without usable AWS credentials stops here, before it
@@ -113,9 +121,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI,
-		Authenticator: authn, Grants: grants, TrustConditions: cfg.TrustConditions, Registry: reg, RateLimit: cfg.RateLimit})
+		Authenticator: authn, Grants: grants, TrustConditions: cfg.TrustConditions, Registry: reg, RateLimit: cfg.RateLimit,
+		CallbackGuard: cfg.Callbacks.Guard, CallbacksDisabled: cfg.Callbacks.Signer == nil})
 	if err != nil {
 		return err
+	}
+	// A callback's data is the request as the API renders it, rendered in
+	// the transaction of the state change it announces.
+	st.QueueCallbacks(handler.Render)
+
+	// The dispatcher stops after the worker pool, so that it still sends
+	// what the pool's last transitions queued; its own context outlives ctx.
+	dispatchCtx, stopDispatching := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDispatching()
+	webhookMetrics := webhook.NewMetrics(reg)
+	var dispatcher *webhook.Dispatcher
+	if cfg.Callbacks.Signer != nil {
+		if dispatcher, err = newDispatcher(dispatchCtx, cfg.Callbacks, st, webhookMetrics, log); err != nil {
+			return err
+		}
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -134,9 +158,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.InfoContext(ctx, "serving", "addr", ln.Addr().String(), "workers", cfg.Workers)
 
-	var workers sync.WaitGroup
+	var workers, dispatching sync.WaitGroup
 	workers.Go(func() { pool.Run(ctx) })
 	workers.Go(func() { reloadOnHangup(ctx, hup, grants, log) })
+	if dispatcher != nil {
+		dispatching.Go(func() { dispatcher.Run(dispatchCtx) })
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
@@ -146,12 +173,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	// The pool stops claiming at once and gives running steps the grace
-	// period; HTTP gets the same period for in-flight requests.
+	// period; HTTP gets the same period for in-flight requests. Then the
+	// dispatcher stops claiming and finishes the attempts under way, each
+	// bounded by BB_WEBHOOK_TIMEOUT; what it has not sent stays queued for
+	// the other replicas or the next start. The store closes last.
 	log.Info("shutting down", "grace", cfg.ShutdownGrace.String())
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
 	httpErr := srv.Shutdown(shutdownCtx)
 	workers.Wait()
+	stopDispatching()
+	dispatching.Wait()
 	if httpErr != nil {
 		return fmt.Errorf("shut down http: %w", httpErr)
 	}
@@ -225,10 +257,15 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, grants *authz.Hol
 // each wake-up channel, beside the workers' own.
 const apiConns = 12
 
+// dispatcherConns is the webhook dispatcher's share: its claim and the
+// attempts it records, each a single statement.
+const dispatcherConns = 2
+
 // databaseConns sizes the database pool: what the workers may hold at once
-// (their advisory locks each pin a connection) plus the API's share.
+// (their advisory locks each pin a connection) plus the API's and the
+// dispatcher's shares.
 func databaseConns(workers int, steps map[provision.Phase][]provision.StepDef) int {
-	return provision.Connections(workers, steps) + apiConns
+	return provision.Connections(workers, steps) + apiConns + dispatcherConns
 }
 
 // openSessions connects the workers to AWS: the SDK's default chain (and
