@@ -29,7 +29,7 @@ func TestCallbackSettingsDefaultsAndErrors(t *testing.T) {
 		return loadConfig(nil, func(k string) string { return env[k] })
 	}
 
-	cfg, err := load(map[string]string{"BB_CLOUD": "aws", "BB_API_TOKENS": token, "BB_EXTERNAL_ID": "x"})
+	cfg, err := load(map[string]string{"BB_CLOUD": "aws", "BB_API_TOKENS": token, "BB_EXTERNAL_ID": "x", "BB_AUTHZ": "allow-all-tokens-as-admin"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestCallbackSettingsDefaultsAndErrors(t *testing.T) {
 		t.Errorf("dev mode without BB_WEBHOOK_SECRET: signer %v dev %v err %v; want the dev secret", cfg.Callbacks.Signer, cfg.Callbacks.DevSecret, err)
 	}
 	two := newSecret(t) + "  " + newSecret(t)
-	cfg, err = load(map[string]string{"BB_API_TOKENS": token, "BB_EXTERNAL_ID": "x", "BB_WEBHOOK_SECRET": two,
+	cfg, err = load(map[string]string{"BB_API_TOKENS": token, "BB_EXTERNAL_ID": "x", "BB_AUTHZ": "allow-all-tokens-as-admin", "BB_WEBHOOK_SECRET": two,
 		"BB_CALLBACK_ALLOW": "10.20.0.0/16, tickets.corp.example", "BB_WEBHOOK_BACKOFF": "250ms",
 		"BB_WEBHOOK_MAX_AGE": "1h", "BB_WEBHOOK_TIMEOUT": "3s"})
 	if err != nil {

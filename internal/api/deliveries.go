@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 	"github.com/bucketbridge/bucketbridge/internal/webhook"
 )
@@ -63,7 +64,11 @@ type deliveryList struct {
 // listDeliveries lists a request's callbacks in the order of its events,
 // each with every attempt.
 func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
-	ds, err := s.store.Deliveries(r.Context(), chi.URLParam(r, "id"))
+	rep, ok := s.authorize(w, r, authz.ActionRead)
+	if !ok {
+		return
+	}
+	ds, err := s.store.Deliveries(r.Context(), rep.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -78,7 +83,11 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 // redeliver queues a delivered or failed callback again, with the same id
 // (webhook-id), so a receiver that lost it or has been fixed gets it anew.
 func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) {
-	d, err := s.store.Redeliver(r.Context(), chi.URLParam(r, "id"), chi.URLParam(r, "delivery_id"))
+	rep, ok := s.authorize(w, r, authz.ActionRedeliver)
+	if !ok {
+		return
+	}
+	d, err := s.store.Redeliver(r.Context(), rep.ID, chi.URLParam(r, "delivery_id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

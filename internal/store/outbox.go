@@ -11,14 +11,13 @@ import (
 )
 
 // announced maps each state whose entry a request's callback announces to
-// the event type that announces it. A state the lifecycle does not have
-// yet is never entered, so its line costs nothing until the state exists.
+// the event type that announces it.
 var announced = map[provision.State]webhook.EventType{
-	"awaiting_approval":              webhook.EventAwaitingApproval,
+	provision.StateAwaitingApproval:  webhook.EventAwaitingApproval,
 	provision.StateSucceeded:         webhook.EventSucceeded,
 	provision.StateFailed:            webhook.EventFailed,
 	provision.StateCancelled:         webhook.EventCancelled,
-	"rejected":                       webhook.EventRejected,
+	provision.StateRejected:          webhook.EventRejected,
 	provision.StateDeprovisioned:     webhook.EventDeprovisioned,
 	provision.StateDeprovisionFailed: webhook.EventDeprovisionFailed,
 }
