@@ -60,6 +60,12 @@ type config struct {
 	// RoleBoundary names the permissions boundary policy replication roles
 	// are created with (BB_ROLE_PERMISSIONS_BOUNDARY).
 	RoleBoundary string
+	// FakeLatency is added to every call of the in-memory AWS, and
+	// FakeBenchSources seeds that many bench buckets on each side
+	// (BB_FAKE_LATENCY, BB_FAKE_BENCH_SOURCES): dev mode only, for
+	// benchmarks.
+	FakeLatency      time.Duration
+	FakeBenchSources int
 	// RateLimit is how many requests that change state each API caller may
 	// send a minute; 0 sets no limit.
 	RateLimit int
@@ -111,6 +117,17 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		}
 		return d
 	}
+	nonNegative := func(key string) time.Duration {
+		v := getenv(key)
+		if v == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s: want a duration such as 20ms, got %q", key, v))
+		}
+		return d
+	}
 	cfg := config{
 		DatabaseURL:        env("DATABASE_URL", defaultDatabaseURL),
 		Listen:             env("BB_LISTEN", ":8080"),
@@ -124,6 +141,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		VerifyTimeout:      duration("BB_VERIFY_TIMEOUT", provision.DefaultVerifyTimeout),
 		PropagationTimeout: duration("BB_PROPAGATION_TIMEOUT", provision.DefaultPropagationTimeout),
 		RoleBoundary:       getenv("BB_ROLE_PERMISSIONS_BOUNDARY"),
+		FakeLatency:        nonNegative("BB_FAKE_LATENCY"),
 	}
 	var err error
 	if cfg.Workers, err = strconv.Atoi(env("BB_WORKERS", strconv.Itoa(provision.DefaultWorkers))); err != nil || cfg.Workers < 0 {
@@ -131,6 +149,11 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if cfg.RateLimit, err = strconv.Atoi(env("BB_RATE_LIMIT", "600")); err != nil || cfg.RateLimit < 0 {
 		errs = append(errs, fmt.Errorf("BB_RATE_LIMIT: want changes per caller per minute, a whole number (0 for no limit), got %q", getenv("BB_RATE_LIMIT")))
+	}
+	if v := getenv("BB_FAKE_BENCH_SOURCES"); v != "" {
+		if cfg.FakeBenchSources, err = strconv.Atoi(v); err != nil || cfg.FakeBenchSources < 0 || cfg.FakeBenchSources > 100000 {
+			errs = append(errs, fmt.Errorf("BB_FAKE_BENCH_SOURCES: want a whole number from 0 to 100000, got %q", v))
+		}
 	}
 	if b := cfg.RoleBoundary; b != "" && !iamPolicyName.MatchString(b) {
 		errs = append(errs, fmt.Errorf("BB_ROLE_PERMISSIONS_BOUNDARY: want the name of a managed policy (1 to 128 of letters, digits and +=,.@_-), got %q", b))
@@ -181,6 +204,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("BB_LISTEN: want host:port such as :8080, got %q", cfg.Listen))
+	}
+	if cfg.Cloud != "fake" && (cfg.FakeLatency > 0 || cfg.FakeBenchSources > 0) {
+		errs = append(errs, errors.New("BB_FAKE_LATENCY and BB_FAKE_BENCH_SOURCES tune the in-memory AWS of dev mode: set them only with BB_CLOUD=fake"))
 	}
 	switch cfg.Cloud {
 	case "fake":
@@ -274,6 +300,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("propagation_timeout", c.PropagationTimeout.String()),
 		slog.Bool("trust_conditions", c.TrustConditions),
 		slog.String("role_permissions_boundary", c.RoleBoundary),
+		slog.String("fake_latency", c.FakeLatency.String()),
+		slog.Int("fake_bench_sources", c.FakeBenchSources),
 		slog.Int("rate_limit", c.RateLimit),
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 		slog.Any("callbacks", c.Callbacks),

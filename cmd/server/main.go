@@ -280,6 +280,14 @@ func openSessions(ctx context.Context, cfg config) (provision.Sessions, error) {
 		return provision.NewAWSSessions(awsCfg, cfg.ProvisionerRole, cfg.ExternalID), nil
 	}
 	cloud := awsfake.NewDemo(cfg.ProvisionerRole, cfg.ExternalID)
+	if err := cloud.SeedBench(cfg.FakeBenchSources); err != nil {
+		return nil, err
+	}
+	if cfg.FakeLatency > 0 {
+		for _, acct := range append(awsfake.Demo().Accounts, awsfake.DemoServiceAccount) {
+			cloud.Faults(acct).Latency("*", cfg.FakeLatency, 0)
+		}
+	}
 	clientsFor := func(creds ststypes.Credentials, region string) (*provision.Account, error) {
 		c, err := cloud.ClientsFor(creds, region)
 		if err != nil {

@@ -193,6 +193,11 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"BB_OIDC_ISSUER": "https://idp.example.com"}, "BB_OIDC_AUDIENCE"},
 		{map[string]string{"BB_OIDC_AUDIENCE": "bb"}, "BB_OIDC_ISSUER"},
 		{map[string]string{"BB_OIDC_GROUPS_CLAIM": "roles"}, "BB_OIDC_ISSUER"},
+		{map[string]string{"BB_CLOUD": "fake", "BB_FAKE_LATENCY": "fast"}, "BB_FAKE_LATENCY"},
+		{map[string]string{"BB_CLOUD": "fake", "BB_FAKE_BENCH_SOURCES": "-3"}, "BB_FAKE_BENCH_SOURCES"},
+		{map[string]string{"BB_CLOUD": "aws", "BB_API_TOKENS": "p:0123456789abcdef", "BB_EXTERNAL_ID": "x",
+			"BB_AUTHZ": "allow-all-tokens-as-admin", "BB_FAKE_LATENCY": "20ms"}, "BB_FAKE_LATENCY"},
+		{map[string]string{"BB_ROLE_PERMISSIONS_BOUNDARY": "no spaces allowed"}, "BB_ROLE_PERMISSIONS_BOUNDARY"},
 	} {
 		_, err := loadConfig(nil, func(k string) string { return tc.env[k] })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
