@@ -46,10 +46,9 @@ $(REDOCLY): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-## bench: benchmarks (not run by CI); results go to docs/BENCHMARKS.md.
+## bench: benchmarks (not run by CI), each against a baseline of the same run; results go to docs/BENCHMARKS.md.
 bench: postgres
-	go test -run='^$$' -bench=BenchmarkAPI -benchtime=2000x ./internal/api
-	go test -run='^$$' -bench=BenchmarkProvision -benchtime=3x ./internal/provision
+	go run ./scripts/bench $(BENCH_FLAGS)
 
 postgres:
 	@scripts/ensure-postgres.sh

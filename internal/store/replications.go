@@ -313,10 +313,8 @@ WHERE ($6::boolean OR source_account_id = ANY($7::text[]) OR destination_account
 ORDER BY created_at DESC, id DESC
 LIMIT $8`
 
-// List returns the replications in f's scope, newest first. A page's Next
-// cursor continues after its last item, so rows inserted meanwhile neither
-// repeat nor shift later pages.
-func (s *Store) List(ctx context.Context, f provision.Filter) (provision.Page, error) {
+// listArgs are listReplications' arguments for f.
+func listArgs(f provision.Filter) ([]any, error) {
 	var (
 		afterTime *time.Time
 		afterID   uuid.UUID
@@ -324,7 +322,7 @@ func (s *Store) List(ctx context.Context, f provision.Filter) (provision.Page, e
 	if f.After != "" {
 		t, id, err := decodeCursor(f.After)
 		if err != nil {
-			return provision.Page{}, err
+			return nil, err
 		}
 		afterTime, afterID = &t, id
 	}
@@ -336,8 +334,37 @@ func (s *Store) List(ctx context.Context, f provision.Filter) (provision.Page, e
 	if accounts == nil {
 		accounts = []string{}
 	}
-	rows, err := s.pool.Query(ctx, listReplications, states, f.AccountID, f.Ticket, afterTime, afterID,
-		f.Scope.All, accounts, f.Limit+1)
+	return []any{states, f.AccountID, f.Ticket, afterTime, afterID, f.Scope.All, accounts, f.Limit + 1}, nil
+}
+
+// ListPlan returns how Postgres runs List's query for f on this database
+// (EXPLAIN ANALYZE), for operators and benchmarks checking that a listing
+// walks the keyset index rather than sorting.
+func (s *Store) ListPlan(ctx context.Context, f provision.Filter) (string, error) {
+	args, err := listArgs(f)
+	if err != nil {
+		return "", err
+	}
+	rows, err := s.pool.Query(ctx, "EXPLAIN ANALYZE "+listReplications, args...)
+	if err != nil {
+		return "", fmt.Errorf("explain the listing: %w", err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("explain the listing: %w", err)
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// List returns the replications in f's scope, newest first. A page's Next
+// cursor continues after its last item, so rows inserted meanwhile neither
+// repeat nor shift later pages.
+func (s *Store) List(ctx context.Context, f provision.Filter) (provision.Page, error) {
+	args, err := listArgs(f)
+	if err != nil {
+		return provision.Page{}, err
+	}
+	rows, err := s.pool.Query(ctx, listReplications, args...)
 	if err != nil {
 		return provision.Page{}, fmt.Errorf("list replications: %w", err)
 	}
