@@ -69,6 +69,13 @@ func (k *leaseKeeper) run(ctx context.Context) {
 	}
 }
 
+// sawCancel notes that a caller asked to cancel, once.
+func (k *leaseKeeper) sawCancel() {
+	if !k.cancelRequested.Swap(true) && k.onCancel != nil {
+		k.onCancel()
+	}
+}
+
 // wait returns once run has.
 func (k *leaseKeeper) wait() { <-k.done }
 
@@ -87,8 +94,8 @@ func (k *leaseKeeper) renew(ctx context.Context) error {
 	switch {
 	case err == nil:
 		k.renewed = now
-		if cancel && !k.cancelRequested.Swap(true) && k.onCancel != nil {
-			k.onCancel()
+		if cancel {
+			k.sawCancel()
 		}
 		return nil
 	case errors.Is(err, ErrLeaseLost):

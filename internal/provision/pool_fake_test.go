@@ -456,20 +456,20 @@ type crashStore struct {
 	beforeRecord bool
 }
 
-func (c *crashStore) FinishStep(ctx context.Context, cl *provision.Claim, rec provision.StepRecord, f provision.Facts) error {
+func (c *crashStore) FinishStep(ctx context.Context, cl *provision.Claim, rec provision.StepRecord, f provision.Facts) (bool, error) {
 	if err := c.check(); err != nil {
-		return err
+		return false, err
 	}
 	hit := rec.Phase == c.phase && rec.Name == c.after && rec.Status != "failed"
 	if hit && c.beforeRecord {
 		c.dead.Store(true)
-		return errDead
+		return false, errDead
 	}
-	err := c.Store.FinishStep(ctx, cl, rec, f)
+	cancel, err := c.Store.FinishStep(ctx, cl, rec, f)
 	if err == nil && hit {
 		c.dead.Store(true)
 	}
-	return err
+	return cancel, err
 }
 
 // Lock fails once dead: a killed process takes no more locks.

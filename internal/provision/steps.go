@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -166,25 +167,48 @@ type identity struct {
 // resolveAccounts proves that the provisioner sessions act in the request's
 // accounts (docs/ARCHITECTURE.md, The steps).
 func resolveAccounts(ctx context.Context, run *Run) (Result, error) {
-	after := map[string]identity{}
-	for _, side := range []struct {
+	sides := []struct {
 		name string
 		acct *Account
 		want string
 	}{
 		{"source", run.Source, run.Replication.Source.AccountID},
 		{"destination", run.Destination, run.Replication.Destination.AccountID},
-	} {
+	}
+	ids := make([]identity, len(sides))
+	err := inParallel(len(sides), func(i int) error {
+		side := sides[i]
 		out, err := side.acct.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 		if err != nil {
-			return Result{}, classify(err, call{Account: side.want, Action: "sts:GetCallerIdentity", Resource: side.name + " session"})
+			return classify(err, call{Account: side.want, Action: "sts:GetCallerIdentity", Resource: side.name + " session"})
 		}
 		got := aws.ToString(out.Account)
 		if got != side.want {
-			return Result{}, Permanent(fmt.Sprintf("the %s session acts in account %s (%s), not in the request's account %s: check BB_PROVISIONER_ROLE and that the provisioner role ARN names account %s",
+			return Permanent(fmt.Sprintf("the %s session acts in account %s (%s), not in the request's account %s: check BB_PROVISIONER_ROLE and that the provisioner role ARN names account %s",
 				side.name, got, aws.ToString(out.Arn), side.want, side.want), nil)
 		}
-		after[side.name] = identity{Account: got, ARN: aws.ToString(out.Arn)}
+		ids[i] = identity{Account: got, ARN: aws.ToString(out.Arn)}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
 	}
-	return Result{After: after}, nil
+	return Result{After: map[string]identity{"source": ids[0], "destination": ids[1]}}, nil
+}
+
+// inParallel runs fn(0) … fn(n-1) at once, since each waits on AWS, and
+// returns the error of the first (in index order) that failed.
+func inParallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = fn(i) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -28,7 +28,7 @@ const (
 	defaultPollInterval = 5 * time.Second
 	// firstPoll is the first wait between canary status reads; it doubles
 	// up to the poll interval.
-	firstPoll = 50 * time.Millisecond
+	firstPoll = 10 * time.Millisecond
 	// CanaryDir is where, under the rule's prefix, canary objects are put.
 	CanaryDir = "bucketbridge-canary/"
 	// canaryCleanupTimeout bounds deleting canary versions after the step's

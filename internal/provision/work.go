@@ -63,8 +63,9 @@ type WorkStore interface {
 	Extend(ctx context.Context, c *Claim, lease time.Duration) (cancelRequested bool, err error)
 	// StartStep records that a step began an attempt.
 	StartStep(ctx context.Context, c *Claim, name string) error
-	// FinishStep records a step's end and the facts learned so far.
-	FinishStep(ctx context.Context, c *Claim, rec StepRecord, facts Facts) error
+	// FinishStep records a step's end and the facts learned so far, and
+	// reports whether a caller asked to cancel the request meanwhile.
+	FinishStep(ctx context.Context, c *Claim, rec StepRecord, facts Facts) (cancelRequested bool, err error)
 	// Fail records a failed attempt: the request fails (through the
 	// lifecycle) or is rescheduled.
 	Fail(ctx context.Context, c *Claim, f Failure) error

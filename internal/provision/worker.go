@@ -276,17 +276,17 @@ type execution struct {
 	recording sync.Mutex
 }
 
-// ready prepares the next group: it renews the lease (which also reads a
-// cancel asked meanwhile), honours a cancel before provisioning further,
-// and opens the accounts' sessions before the first group that needs them.
-// It reports whether the group may run; when not, the request has been
-// released, finished or failed as needed.
+// ready prepares the next group: it honours a cancel before provisioning
+// further (the last step's record read it, and the lease keeper reads it
+// with every renewal) and opens the accounts' sessions before the first
+// group that needs them. It reports whether the group may run; when not,
+// the request has been released, finished or failed as needed.
 func (x *execution) ready(ctx, runCtx context.Context, next string) bool {
 	if ctx.Err() != nil {
 		x.release(ctx)
 		return false
 	}
-	if err := x.lease.renew(runCtx); err != nil {
+	if x.lease.lost.Load() {
 		return false
 	}
 	if x.lease.cancelRequested.Load() && x.claim.Phase == PhaseProvision {
@@ -300,13 +300,17 @@ func (x *execution) ready(ctx, runCtx context.Context, next string) bool {
 	if x.run.Source != nil {
 		return true
 	}
+	// The two accounts' sessions open at once: each may need an AssumeRole.
 	r, sessions := x.claim.Replication, x.pool.cfg.Sessions
-	src, err := sessions.Account(runCtx, r.Source.AccountID, r.Source.Region)
-	var dst *Account
-	if err == nil {
-		dst, err = sessions.Account(runCtx, r.Destination.AccountID, r.Destination.Region)
-	}
-	if err != nil {
+	var (
+		src, dst       *Account
+		srcErr, dstErr error
+		wg             sync.WaitGroup
+	)
+	wg.Go(func() { src, srcErr = sessions.Account(runCtx, r.Source.AccountID, r.Source.Region) })
+	wg.Go(func() { dst, dstErr = sessions.Account(runCtx, r.Destination.AccountID, r.Destination.Region) })
+	wg.Wait()
+	if err := errors.Join(srcErr, dstErr); err != nil {
 		if !x.lease.lost.Load() {
 			x.fail(ctx, next, fmt.Errorf("open provisioner sessions: %w", err))
 		}
@@ -335,7 +339,11 @@ func (x *execution) Ended(ctx context.Context, o StepOutcome) error {
 	defer cancel()
 	x.recording.Lock()
 	defer x.recording.Unlock()
-	return x.pool.cfg.Store.FinishStep(bctx, x.claim, rec, x.run.Facts())
+	asked, err := x.pool.cfg.Store.FinishStep(bctx, x.claim, rec, x.run.Facts())
+	if asked {
+		x.lease.sawCancel()
+	}
+	return err
 }
 
 // skip records a step that has nothing to do.
@@ -345,7 +353,7 @@ func (x *execution) skip(ctx context.Context, def StepDef) error {
 	}
 	after := map[string]string{"reason": "nothing to remove: provisioning never started " + cmp.Or(def.Undoes, "a step that writes")}
 	rec := StepRecord{Phase: x.claim.Phase, Name: def.Name, Status: StepSkipped, After: encodeDoc(after)}
-	err := x.pool.cfg.Store.FinishStep(ctx, x.claim, rec, x.claim.Facts)
+	_, err := x.pool.cfg.Store.FinishStep(ctx, x.claim, rec, x.claim.Facts)
 	if err == nil {
 		x.claim.Done[def.Name] = true
 	}

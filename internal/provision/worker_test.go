@@ -352,9 +352,9 @@ func (d *deadStore) StartStep(ctx context.Context, c *provision.Claim, name stri
 	return d.Store.StartStep(ctx, c, name)
 }
 
-func (d *deadStore) FinishStep(ctx context.Context, c *provision.Claim, rec provision.StepRecord, f provision.Facts) error {
+func (d *deadStore) FinishStep(ctx context.Context, c *provision.Claim, rec provision.StepRecord, f provision.Facts) (bool, error) {
 	if err := d.check(); err != nil {
-		return err
+		return false, err
 	}
 	return d.Store.FinishStep(ctx, c, rec, f)
 }

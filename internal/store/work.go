@@ -36,11 +36,7 @@ UPDATE replications r SET
 FROM next WHERE r.id = next.id
 RETURNING r.id, r.state, next.old_owner, r.phase_started_at, r.facts, r.cancel_requested`
 
-const selectDoneSteps = `SELECT name FROM replication_steps
-WHERE replication_id = $1 AND phase = $2 AND status IN ('succeeded', 'skipped')`
-
-const selectAttemptedSteps = `SELECT name FROM replication_steps
-WHERE replication_id = $1 AND phase = 'provision' AND attempts > 0 AND status <> 'skipped'`
+const selectStepStates = `SELECT phase, name, status, attempts FROM replication_steps WHERE replication_id = $1`
 
 // Claim leases the next runnable request for owner; a pending one is
 // claimed through the lifecycle (pending → running).
@@ -90,10 +86,7 @@ func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (p
 			}
 		}
 		c.Phase = c.Replication.Phase
-		if c.Done, err = stepNames(ctx, tx, selectDoneSteps, id, c.Phase); err != nil {
-			return err
-		}
-		c.Attempted, err = stepNames(ctx, tx, selectAttemptedSteps, id)
+		c.Done, c.Attempted, err = stepStates(ctx, tx, id, c.Phase)
 		return err
 	})
 	if err != nil || c.Owner == "" {
@@ -105,21 +98,34 @@ func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (p
 	return c, true, nil
 }
 
-// stepNames runs a query listing step names and returns them as a set.
-func stepNames(ctx context.Context, tx pgx.Tx, sql string, args ...any) (map[string]bool, error) {
-	rows, err := tx.Query(ctx, sql, args...)
+// stepStates reads a request's step records: the steps of phase that
+// succeeded or were skipped (a resumed run starts after them), and the
+// provisioning steps that ever started an attempt (only those may have
+// written anything to remove).
+func stepStates(ctx context.Context, tx pgx.Tx, id uuid.UUID, phase provision.Phase) (done, attempted map[string]bool, err error) {
+	rows, err := tx.Query(ctx, selectStepStates, id)
 	if err != nil {
-		return nil, fmt.Errorf("read steps of %v: %w", args[0], err)
+		return nil, nil, fmt.Errorf("read steps of %s: %w", id, err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	done, attempted = map[string]bool{}, map[string]bool{}
+	var (
+		p, name, status string
+		attempts        int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&p, &name, &status, &attempts}, func() error {
+		st := provision.StepStatus(status)
+		if provision.Phase(p) == phase && (st == provision.StepSucceeded || st == provision.StepSkipped) {
+			done[name] = true
+		}
+		if provision.Phase(p) == provision.PhaseProvision && attempts > 0 && st != provision.StepSkipped {
+			attempted[name] = true
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read steps of %v: %w", args[0], err)
+		return nil, nil, fmt.Errorf("read steps of %s: %w", id, err)
 	}
-	set := make(map[string]bool, len(names))
-	for _, n := range names {
-		set[n] = true
-	}
-	return set, nil
+	return done, attempted, nil
 }
 
 const extendLease = `UPDATE replications SET lease_until = now() + $3 * interval '1 millisecond'
@@ -158,53 +164,70 @@ func (s *Store) fenced(ctx context.Context, c *provision.Claim, fn func(pgx.Tx) 
 	})
 }
 
-const startStep = `INSERT INTO replication_steps (replication_id, phase, name, status, attempts, started_at)
-VALUES ($1, $2, $3, 'running', 1, now())
+// startStep records the start of a step's attempt in one statement: it
+// inserts nothing unless owner still holds the lease.
+const startStep = `WITH r AS (
+    UPDATE replications SET current_step = $4, updated_at = now() WHERE id = $1 AND lease_owner = $2 RETURNING id
+)
+INSERT INTO replication_steps (replication_id, phase, name, status, attempts, started_at)
+SELECT r.id, $3, $4, 'running', 1, now() FROM r
 ON CONFLICT (replication_id, phase, name) DO UPDATE SET
     status = 'running', attempts = replication_steps.attempts + 1, started_at = now(),
     finished_at = NULL, error = NULL, updated_at = now()`
 
 // StartStep records that a step began an attempt.
 func (s *Store) StartStep(ctx context.Context, c *provision.Claim, name string) error {
-	return s.fenced(ctx, c, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE replications SET current_step = $2 WHERE id = $1`, c.Replication.ID, name); err != nil {
-			return fmt.Errorf("set current step of %s: %w", c.Replication.ID, err)
-		}
-		if _, err := tx.Exec(ctx, startStep, c.Replication.ID, c.Phase, name); err != nil {
-			return fmt.Errorf("start step %s of %s: %w", name, c.Replication.ID, err)
-		}
-		return nil
-	})
+	tag, err := s.pool.Exec(ctx, startStep, c.Replication.ID, c.Owner, c.Phase, name)
+	if err != nil {
+		return fmt.Errorf("start step %s of %s: %w", name, c.Replication.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return provision.ErrLeaseLost
+	}
+	return nil
 }
 
-const finishStep = `UPDATE replication_steps SET
-    status = $4, finished_at = now(), changed = $5, before = $6, after = $7, error = $8, updated_at = now()
-WHERE replication_id = $1 AND phase = $2 AND name = $3`
+// finishStep records the end of a step's attempt, the facts learned so far
+// and the step's event in one statement, fenced by the lease, and reads
+// whether a caller asked to cancel. attempt counts the failed attempts of
+// the current step: a step that ends well starts the next one (and its
+// backoff) from zero.
+const finishStep = `WITH r AS (
+    UPDATE replications SET facts = $3, attempt = CASE WHEN $6 = 'failed' THEN attempt ELSE 0 END,
+        event_seq = event_seq + 1, updated_at = now()
+    WHERE id = $1 AND lease_owner = $2
+    RETURNING id, event_seq, cancel_requested
+), s AS (
+    UPDATE replication_steps SET status = $6, finished_at = now(), changed = $7, before = $8, after = $9,
+        error = $10, updated_at = now()
+    FROM r WHERE replication_id = r.id AND phase = $4 AND name = $5
+), e AS (
+    INSERT INTO replication_events (replication_id, seq, type, step, actor, message, detail)
+    SELECT r.id, r.event_seq, 'step', $5, $11, $12, $10 FROM r
+)
+SELECT cancel_requested FROM r`
 
-// FinishStep records a step's end and the facts learned so far.
-func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provision.StepRecord, facts provision.Facts) error {
+// FinishStep records a step's end and the facts learned so far, and
+// reports whether a caller has asked to cancel the request.
+func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provision.StepRecord, facts provision.Facts) (bool, error) {
 	f, err := json.Marshal(facts)
 	if err != nil {
-		return fmt.Errorf("encode facts: %w", err)
+		return false, fmt.Errorf("encode facts: %w", err)
 	}
-	return s.fenced(ctx, c, func(tx pgx.Tx) error {
-		// attempt counts the failed attempts of the current step: a step that
-		// ends well starts the next one (and its backoff) from zero.
-		if _, err := tx.Exec(ctx, `UPDATE replications SET facts = $2,
-    attempt = CASE WHEN $3 = 'failed' THEN attempt ELSE 0 END WHERE id = $1`, c.Replication.ID, f, rec.Status); err != nil {
-			return fmt.Errorf("store facts of %s: %w", c.Replication.ID, err)
-		}
-		if _, err := tx.Exec(ctx, finishStep, c.Replication.ID, rec.Phase, rec.Name, rec.Status, rec.Changed,
-			nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error)); err != nil {
-			return fmt.Errorf("finish step %s of %s: %w", rec.Name, c.Replication.ID, err)
-		}
-		msg := rec.Name + " " + string(rec.Status)
-		if rec.Changed {
-			msg += " (changed)"
-		}
-		return appendEvent(ctx, tx, c.Replication.ID, event{typ: provision.EventStep, step: rec.Name,
-			actor: provision.WorkerActor(c.Owner), message: msg, detail: rec.Error})
-	})
+	msg := rec.Name + " " + string(rec.Status)
+	if rec.Changed {
+		msg += " (changed)"
+	}
+	var cancel bool
+	err = s.pool.QueryRow(ctx, finishStep, c.Replication.ID, c.Owner, f, rec.Phase, rec.Name, rec.Status, rec.Changed,
+		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg).Scan(&cancel)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, provision.ErrLeaseLost
+	}
+	if err != nil {
+		return false, fmt.Errorf("finish step %s of %s: %w", rec.Name, c.Replication.ID, err)
+	}
+	return cancel, nil
 }
 
 const reschedule = `UPDATE replications SET
