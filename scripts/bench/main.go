@@ -744,7 +744,7 @@ func (b *bench) replicas(ctx context.Context) error {
 		measured: fmt.Sprintf("%.1f requests/s (%d succeeded, %d steps run twice)", three, ok3, twice3),
 		baseline: fmt.Sprintf("1 × 24: %.1f requests/s (%d succeeded, %d steps run twice)", one, ok1, twice1),
 		ratio:    fmt.Sprintf("%.2f", three/one), goal: "≥ 0.9×, 0 run twice",
-		met:      three >= 0.9*one && twice3 == 0 && twice1 == 0 && ok1 == n && ok3 == n})
+		met: three >= 0.9*one && twice3 == 0 && twice1 == 0 && ok1 == n && ok3 == n})
 	return nil
 }
 
