@@ -166,8 +166,8 @@ type Run struct {
 	// concurrent requests never lose each other's statements. Several keys
 	// are taken together, in a fixed order, so lockers never deadlock.
 	Lock func(ctx context.Context, keys ...string) (unlock func(), err error)
-	// Peers lists the requests holding documents (WorkStore.Peers).
-	Peers func(ctx context.Context, f PeerFilter) ([]Peer, error)
+	// Holders says who holds grants in shared documents (the store).
+	Holders Holders
 	// Now is the clock.
 	Now func() time.Time
 	// Log receives what steps log.

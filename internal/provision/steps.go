@@ -120,9 +120,9 @@ func bucketARN(s Side) string { return policy.BucketARN(policy.Partition(s.Regio
 // document must hold.
 func (r *Run) peers(ctx context.Context, f PeerFilter) ([]Peer, error) {
 	var stored []Peer
-	if r.Peers != nil {
+	if r.Holders != nil {
 		var err error
-		if stored, err = r.Peers(ctx, f); err != nil {
+		if stored, err = r.Holders.Peers(ctx, f); err != nil {
 			return nil, fmt.Errorf("list the requests sharing %+v: %w", f, err)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -44,6 +46,58 @@ type policyChange struct {
 	Dropped []policy.DroppedPrincipal `json:"dropped,omitempty"`
 }
 
+// sharedWrite is how a step records that an earlier write of the document,
+// by another request that held it, already gave this request's role its
+// grant.
+type sharedWrite struct {
+	Document  string    `json:"document"`
+	Roles     []string  `json:"roles"`
+	WrittenBy string    `json:"written_by"`
+	WrittenAt time.Time `json:"written_at"`
+}
+
+// sharedWriteAge bounds how old a recorded write may be for a request to
+// rely on it instead of writing: past it, the document is read and
+// written again, which repairs a statement someone edited by hand.
+const sharedWriteAge = 10 * time.Minute
+
+// coveredBy reports, while provisioning, whether bucketbridge's last write
+// of document (recorded under its lock) already named this request's role:
+// the writer computed the document from every holder it could see, this
+// request among them. The step then records that write instead of writing
+// the document again, so that many requests into one destination cost one
+// write, not one each. Removal, a retried step and an old record always
+// write.
+func coveredBy(ctx context.Context, run *Run, document string) (*sharedWrite, error) {
+	role := run.Facts().RoleARN
+	if run.Replication.Phase != PhaseProvision || run.Replication.Attempt > 0 || run.Holders == nil || role == "" {
+		return nil, nil
+	}
+	g, err := run.Holders.Granted(ctx, document)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(g.Roles, role) || run.now().Sub(g.WrittenAt) > sharedWriteAge {
+		return nil, nil
+	}
+	return &sharedWrite{Document: document, Roles: g.Roles, WrittenBy: g.WrittenBy, WrittenAt: g.WrittenAt}, nil
+}
+
+// recordGranted records the roles a step's write left in document.
+func recordGranted(ctx context.Context, run *Run, document string, roles []string) error {
+	if run.Holders == nil {
+		return nil
+	}
+	return run.Holders.RecordGranted(ctx, document, roles, run.Replication.ID)
+}
+
+// forgetGranted clears the record of document before a step writes it: a
+// write whose outcome goes unrecorded (an error, a crash) must leave no
+// record that a later request could wrongly rely on.
+func forgetGranted(ctx context.Context, run *Run, document string) error {
+	return recordGranted(ctx, run, document, nil)
+}
+
 // foreignPrincipal fails a step whose document holds, in a statement
 // bucketbridge does not own, a principal AWS would refuse on every put.
 func foreignPrincipal(err error, account, resource string) error {
@@ -64,6 +118,10 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 		return Result{}, err
 	}
 	roles := rolesOf(peers, func(p Peer) bool { return p.Destination.AccountID == dst.AccountID })
+	document := bucketARN(dst)
+	if w, err := coveredBy(ctx, run, document); err != nil || w != nil {
+		return Result{After: w}, err
+	}
 	acct, owner := run.Destination, aws.String(dst.AccountID)
 	c := call{Account: dst.AccountID, Action: "s3:PutBucketPolicy", Resource: dst.Bucket}
 
@@ -84,8 +142,11 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 	switch {
 	case sync.Empty && current == nil:
 		after.Policy = nil
-		return Result{Before: before, After: after}, nil
+		return Result{Before: before, After: after}, recordGranted(ctx, run, document, roles)
 	case sync.Empty:
+		if err := forgetGranted(ctx, run, document); err != nil {
+			return Result{}, err
+		}
 		if _, err := acct.S3.DeleteBucketPolicy(ctx, &s3.DeleteBucketPolicyInput{Bucket: aws.String(dst.Bucket), ExpectedBucketOwner: owner}); err != nil && !IsNotFound(err) {
 			return Result{}, classify(err, call{Account: dst.AccountID, Action: "s3:DeleteBucketPolicy", Resource: dst.Bucket})
 		}
@@ -97,9 +158,12 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 			return Result{}, fmt.Errorf("confirm deletion of the bucket policy of %s: it is still there", dst.Bucket)
 		}
 		after.Policy = nil
-		return Result{Changed: true, Before: before, After: after}, nil
+		return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, document, roles)
 	case current != nil && policy.Equal(*current, sync.Document):
-		return Result{Before: before, After: after}, nil
+		return Result{Before: before, After: after}, recordGranted(ctx, run, document, roles)
+	}
+	if err := forgetGranted(ctx, run, document); err != nil {
+		return Result{}, err
 	}
 	_, err = acct.S3.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(dst.Bucket), ExpectedBucketOwner: owner, Policy: aws.String(mustJSON(sync.Document))})
 	if err != nil {
@@ -112,7 +176,7 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 	if got == nil || !policy.Equal(*got, sync.Document) {
 		return Result{}, fmt.Errorf("confirm bucket policy of %s: it reads back differently", dst.Bucket)
 	}
-	return Result{Changed: true, Before: before, After: after}, nil
+	return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, document, roles)
 }
 
 // syncDestinationKeyPolicy computes bucketbridge's statement for Y in KB's
@@ -124,7 +188,7 @@ func syncDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 		return Result{}, err
 	}
 	roles := rolesOf(peers, func(p Peer) bool { return p.Destination.KMSKeyARN == dst.KMSKeyARN })
-	return syncKeyPolicy(ctx, run, run.Destination, dst, func(d policy.Document) (policy.Sync, error) {
+	return syncKeyPolicy(ctx, run, run.Destination, dst, dst.KMSKeyARN+" "+dst.Bucket, func(d policy.Document) (policy.Sync, error) {
 		return policy.SyncDestinationKeyPolicy(d, policy.Grant{Bucket: dst.Bucket, Region: dst.Region, Roles: roles})
 	}, roles)
 }
@@ -145,15 +209,18 @@ func syncSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	roles := rolesOf(peers, func(p Peer) bool {
 		return p.Source.KMSKeyARN == src.KMSKeyARN && p.Facts.SourceKeyNotDelegated
 	})
-	return syncKeyPolicy(ctx, run, run.Source, src, func(d policy.Document) (policy.Sync, error) {
+	return syncKeyPolicy(ctx, run, run.Source, src, src.KMSKeyARN+" "+src.Bucket, func(d policy.Document) (policy.Sync, error) {
 		return policy.SyncSourceKeyPolicy(d, policy.Grant{Bucket: src.Bucket, Region: src.Region, Roles: roles})
 	}, roles)
 }
 
 // syncKeyPolicy reads a side's key policy, recomputes bucketbridge's
-// statement with sync and writes the policy when that changes it. It never
-// sets BypassPolicyLockoutSafetyCheck.
-func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, sync func(policy.Document) (policy.Sync, error), roles []string) (Result, error) {
+// statement for one bucket (document names it) with sync and writes the
+// policy when that changes it. It never sets BypassPolicyLockoutSafetyCheck.
+func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, document string, sync func(policy.Document) (policy.Sync, error), roles []string) (Result, error) {
+	if w, err := coveredBy(ctx, run, document); err != nil || w != nil {
+		return Result{After: w}, err
+	}
 	key := side.KMSKeyARN
 	c := call{Account: side.AccountID, Action: "kms:PutKeyPolicy", Resource: key}
 	current, err := readKeyPolicy(ctx, acct, side)
@@ -167,7 +234,10 @@ func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, sync
 	}
 	after := policyChange{Key: key, Policy: &s.Document, Roles: roles, Dropped: s.Dropped}
 	if policy.Equal(current, s.Document) {
-		return Result{Before: before, After: after}, nil
+		return Result{Before: before, After: after}, recordGranted(ctx, run, document, roles)
+	}
+	if err := forgetGranted(ctx, run, document); err != nil {
+		return Result{}, err
 	}
 	_, err = acct.KMS.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{
 		KeyId: aws.String(key), PolicyName: aws.String("default"), Policy: aws.String(mustJSON(s.Document)),
@@ -182,5 +252,5 @@ func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, sync
 	if !policy.Equal(got, s.Document) {
 		return Result{}, fmt.Errorf("confirm key policy of %s: it reads back differently", key)
 	}
-	return Result{Changed: true, Before: before, After: after}, nil
+	return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, document, roles)
 }

@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -659,19 +660,27 @@ func TestLostResponses(t *testing.T) {
 // TestSharedDestination: two sources provisioned concurrently into one
 // destination share B's statements, each role exactly once; deprovisioning
 // one leaves the other working.
-func TestSharedDestination(t *testing.T) {
-	t.Parallel()
-	ctx := testCtx(t)
-	e := setup(t)
+// otherSourceSpec adds a source bucket, demo-source-3, in a third account
+// and returns a request from it into demo-destination.
+func (e *fakeEnv) otherSourceSpec(t *testing.T) provision.Spec {
+	t.Helper()
 	const other = "333333333333"
 	e.cloud.AddRole(other, awsfake.DefaultProvisionerRole, awsfake.ProvisionerTrustPolicy(awsfake.DemoServiceAccount, awsfake.DefaultExternalID), nil)
 	key := e.cloud.AddKey(other, "us-east-1", awsfake.KeyOptions{})
 	if err := e.cloud.AddBucket(other, "us-east-1", "demo-source-3", awsfake.BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: key}); err != nil {
 		t.Fatal(err)
 	}
-	spec1 := demoSpec()
-	spec2 := demoSpec()
-	spec2.Source = provision.Side{AccountID: other, Region: "us-east-1", Bucket: "demo-source-3", KMSKeyARN: key}
+	s := demoSpec()
+	s.Source = provision.Side{AccountID: other, Region: "us-east-1", Bucket: "demo-source-3", KMSKeyARN: key}
+	return s
+}
+
+func TestSharedDestination(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	spec1, spec2 := demoSpec(), e.otherSourceSpec(t)
+	other := spec2.Source.AccountID
 	run1 := e.run(t, "req-one", spec1, provision.Facts{})
 	run2 := e.run(t, "req-two", spec2, provision.Facts{})
 	var wg sync.WaitGroup
@@ -708,6 +717,69 @@ func TestSharedDestination(t *testing.T) {
 	// The other still replicates.
 	if _, err := step(t, provision.ProvisionSteps(), "verify").Run(ctx, e.run(t, "req-two", spec2, run2.Facts())); err != nil {
 		t.Errorf("verify of the remaining request: %v", err)
+	}
+}
+
+// TestSharedWrite: a request whose role the last write of a shared
+// document already named records that write instead of writing again, and
+// the documents are still exact. A retried step, or a record older than
+// the bound, writes again and so repairs a statement edited by hand.
+func TestSharedWrite(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	spec1, spec2 := demoSpec(), e.otherSourceSpec(t)
+	run1 := e.run(t, "req-one", spec1, provision.Facts{})
+	run2 := e.run(t, "req-two", spec2, provision.Facts{})
+	steps := provision.ProvisionSteps()
+	untilRole := steps[:slices.IndexFunc(steps, func(d provision.StepDef) bool { return d.Name == provision.StepEnsureReplicationRole })+1]
+	// req-two holds the destination and has its role when req-one writes.
+	if _, err := runPhase(ctx, run2, untilRole, 0); err != nil {
+		t.Fatalf("provision req-two up to its role: %v", err)
+	}
+	if _, err := runPhase(ctx, run1, steps, 0); err != nil {
+		t.Fatalf("provision req-one: %v", err)
+	}
+	res, err := runPhase(ctx, run2, steps, 0)
+	if err != nil {
+		t.Fatalf("provision req-two: %v", err)
+	}
+	for _, name := range []string{provision.StepUpdateDestinationBucketPolicy, provision.StepUpdateDestinationKeyPolicy} {
+		r := res[name]
+		after, _ := json.Marshal(r.After)
+		if r.Changed || !strings.Contains(string(after), `"written_by":"req-one"`) {
+			t.Errorf("%s of req-two: changed %v, after %s; want the shared write of req-one", name, r.Changed, after)
+		}
+	}
+	both := sorted(roleARN(srcAcct, srcRole), roleARN(spec2.Source.AccountID, policy.RoleName("demo-source-3")))
+	e.checkDemoDocuments(t, "req-one", both)
+
+	// Someone puts the destination's policy back as it was before.
+	dst := spec1.Destination
+	if _, err := run1.Destination.S3.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(dst.Bucket), Policy: aws.String(awsfake.DemoDestinationPolicy)}); err != nil {
+		t.Fatal(err)
+	}
+	write := step(t, steps, provision.StepUpdateDestinationBucketPolicy)
+	fresh := e.run(t, "req-two", spec2, run2.Facts())
+	if r, err := write.Run(ctx, fresh); err != nil || r.Changed {
+		t.Fatalf("first attempt: changed %v, err %v; want the shared write relied on", r.Changed, err)
+	}
+	for _, c := range []struct {
+		name  string
+		tweak func(*provision.Run)
+	}{
+		{"a retried step", func(r *provision.Run) { r.Replication.Attempt = 1 }},
+		{"an old record", func(r *provision.Run) { r.Now = func() time.Time { return time.Now().Add(time.Hour) } }},
+	} {
+		if _, err := run1.Destination.S3.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(dst.Bucket), Policy: aws.String(awsfake.DemoDestinationPolicy)}); err != nil {
+			t.Fatal(err)
+		}
+		r := e.run(t, "req-two", spec2, run2.Facts())
+		c.tweak(r)
+		if res, err := write.Run(ctx, r); err != nil || !res.Changed {
+			t.Errorf("%s: changed %v, err %v; want the policy written again", c.name, res.Changed, err)
+		}
+		e.checkDemoDocuments(t, "req-one", both)
 	}
 }
 

@@ -18,21 +18,37 @@ import (
 )
 
 // locks is an in-process stand-in for what the engine's requests share
-// through Postgres: the advisory locks, and the requests that hold
-// documents (Store.Peers).
+// through Postgres: the advisory locks, the requests that hold documents
+// and what was last written into them (provision.Holders).
 type locks struct {
 	mu sync.Mutex
 	m  map[string]chan struct{}
 
-	heldMu sync.Mutex
-	held   map[string]*provision.Run
+	heldMu  sync.Mutex
+	held    map[string]*provision.Run
+	granted map[string]provision.Grant
 }
 
 func newLocks() *locks {
-	return &locks{m: map[string]chan struct{}{}, held: map[string]*provision.Run{}}
+	return &locks{m: map[string]chan struct{}{}, held: map[string]*provision.Run{}, granted: map[string]provision.Grant{}}
 }
 
-// Peers has the signature of Run.Peers: the held requests, with what their
+// Granted has the signature of Holders.Granted.
+func (l *locks) Granted(_ context.Context, document string) (provision.Grant, error) {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	return l.granted[document], nil
+}
+
+// RecordGranted has the signature of Holders.RecordGranted.
+func (l *locks) RecordGranted(_ context.Context, document string, roles []string, by string) error {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	l.granted[document] = provision.Grant{Roles: slices.Clone(roles), WrittenBy: by, WrittenAt: time.Now()}
+	return nil
+}
+
+// Peers has the signature of Holders.Peers: the held requests, with what their
 // runs learned so far (the engine stores facts with every step).
 func (l *locks) Peers(_ context.Context, f provision.PeerFilter) ([]provision.Peer, error) {
 	l.heldMu.Lock()
@@ -115,7 +131,7 @@ func openRun(ctx context.Context, s provision.Sessions, l *locks, id string, spe
 	}
 	run := provision.NewRun(provision.Replication{ID: id, Spec: spec, Phase: provision.PhaseProvision}, facts)
 	run.Source, run.Destination = src, dst
-	run.Lock, run.Peers = l.Lock, l.Peers
+	run.Lock, run.Holders = l.Lock, l
 	sharedOf.Store(run, l)
 	run.Config = provision.StepConfig{VerifyTimeout: 20 * time.Second, PollInterval: 5 * time.Millisecond}
 	return run, nil

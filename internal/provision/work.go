@@ -76,13 +76,25 @@ type WorkStore interface {
 	Release(ctx context.Context, c *Claim) error
 	// Lock takes the advisory locks named by keys until unlock is called.
 	Lock(ctx context.Context, keys ...string) (unlock func(), err error)
+	// Wake delivers a value whenever new work may be runnable.
+	Wake(ctx context.Context) <-chan struct{}
+	Holders
+}
+
+// Holders is what steps read and write, under a shared document's lock,
+// about who holds grants in it.
+type Holders interface {
 	// Peers lists the requests in HoldingStates that f selects. Read under
 	// a document's lock, it is the source of truth for who needs a grant in
 	// that document: two concurrent removals cannot both misread it, as
 	// they would by asking AWS.
 	Peers(ctx context.Context, f PeerFilter) ([]Peer, error)
-	// Wake delivers a value whenever new work may be runnable.
-	Wake(ctx context.Context) <-chan struct{}
+	// Granted returns what bucketbridge last wrote into its statements of
+	// a document (by ARN, or ARN and bucket for a key's statement); the
+	// zero Grant when nothing is recorded.
+	Granted(ctx context.Context, document string) (Grant, error)
+	// RecordGranted records the roles just written into a document.
+	RecordGranted(ctx context.Context, document string, roles []string, by string) error
 }
 
 // HoldingStates are the states of requests whose documents exist, or may:
@@ -96,6 +108,14 @@ var HoldingStates = []State{StateRunning, StateSucceeded, StateFailed, StateCanc
 type PeerFilter struct {
 	SourceBucket      string
 	DestinationBucket string
+}
+
+// Grant is the last write of bucketbridge's statements into a shared
+// document: the roles they name, who wrote them and when.
+type Grant struct {
+	Roles     []string
+	WrittenBy string
+	WrittenAt time.Time
 }
 
 // Peer is a request in one of HoldingStates that may share a document (a

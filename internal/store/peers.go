@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -44,4 +45,33 @@ func (s *Store) Peers(ctx context.Context, f provision.PeerFilter) ([]provision.
 		}
 	}
 	return out, nil
+}
+
+// Granted returns the roles bucketbridge last wrote into its statements of
+// document, who wrote them and when; nil roles when it has no record.
+func (s *Store) Granted(ctx context.Context, document string) (provision.Grant, error) {
+	var g provision.Grant
+	err := s.pool.QueryRow(ctx, `SELECT roles, written_by::text, written_at FROM document_grants WHERE document = $1`, document).
+		Scan(&g.Roles, &g.WrittenBy, &g.WrittenAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return provision.Grant{}, nil
+	}
+	if err != nil {
+		return provision.Grant{}, fmt.Errorf("read the grants of %s: %w", document, err)
+	}
+	return g, nil
+}
+
+// RecordGranted records the roles bucketbridge just wrote into its
+// statements of document, by request by.
+func (s *Store) RecordGranted(ctx context.Context, document string, roles []string, by string) error {
+	if roles == nil {
+		roles = []string{}
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO document_grants (document, roles, written_by) VALUES ($1, $2, $3)
+ON CONFLICT (document) DO UPDATE SET roles = $2, written_by = $3, written_at = now()`, document, roles, by)
+	if err != nil {
+		return fmt.Errorf("record the grants of %s: %w", document, err)
+	}
+	return nil
 }
