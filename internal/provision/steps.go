@@ -212,3 +212,11 @@ func inParallel(n int, fn func(i int) error) error {
 	}
 	return nil
 }
+
+// confirmWrites reports whether steps read back what they write. A request
+// that ends with a canary proves its documents by their effect, so its
+// provisioning steps take AWS's answer to a write as the write; removal,
+// which no canary follows, and requests without one read back.
+func (r *Run) confirmWrites() bool {
+	return r.Replication.Phase != PhaseProvision || !r.Replication.Verify
+}

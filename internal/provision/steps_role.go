@@ -122,12 +122,20 @@ func ensureRole(ctx context.Context, run *Run) (Result, error) {
 	arn, name := in.RoleARN(), roleName(run)
 	side := run.Replication.Source
 	c := func(action string) call { return call{Account: side.AccountID, Action: action, Resource: arn} }
-	role, err := getRole(ctx, run.Source, name)
-	if err != nil {
-		return Result{}, classify(err, c("iam:GetRole"))
-	}
 	facts := run.Facts()
 	want := policy.TrustPolicy(in)
+	// A role no request is known to use is most likely missing: create it
+	// straight away, and read it only when IAM says it exists.
+	known, err := roleInUse(ctx, run, arn)
+	if err != nil {
+		return Result{}, err
+	}
+	var role *iamtypes.Role
+	if known || facts.RoleAdopted {
+		if role, err = getRole(ctx, run.Source, name); err != nil {
+			return Result{}, classify(err, c("iam:GetRole"))
+		}
+	}
 	if role == nil {
 		if facts.RoleAdopted {
 			return Result{}, Permanent(fmt.Sprintf("role %s, named by the replication configuration of source bucket %s, does not exist: restore it, or remove that configuration's rules so that bucketbridge can create its own role", arn, side.Bucket), nil)
@@ -148,8 +156,9 @@ func ensureRole(ctx context.Context, run *Run) (Result, error) {
 		var exists *iamtypes.EntityAlreadyExistsException
 		switch {
 		case errors.As(err, &exists) || errorCode(err) == "EntityAlreadyExists":
-			// Made meanwhile, perhaps by our own earlier attempt whose answer
-			// was lost: check it like any existing role.
+			// Made earlier, by another request, by our own earlier attempt
+			// whose answer was lost, or outside bucketbridge: check it like
+			// any existing role.
 			if role, err = getRole(ctx, run.Source, name); err != nil || role == nil {
 				return Result{}, classify(errors.Join(errors.New("role exists but cannot be read"), err), c("iam:GetRole"))
 			}
@@ -158,16 +167,12 @@ func ensureRole(ctx context.Context, run *Run) (Result, error) {
 		case err != nil:
 			return Result{}, classify(err, c("iam:CreateRole"))
 		default:
+			// IAM's answer to CreateRole is the role as created.
 			at := run.now()
 			if out.Role != nil && out.Role.CreateDate != nil {
 				at = *out.Role.CreateDate
 			}
 			run.Learn(func(f *Facts) { f.RoleCreatedAt = &at; f.RoleName = name; f.RoleAdopted = false })
-			// Confirm: IAM itself sees a new role at once.
-			got, err := getRole(ctx, run.Source, name)
-			if err != nil || got == nil {
-				return Result{}, fmt.Errorf("confirm role %s: %w", arn, errors.Join(errors.New("not found after creation"), err))
-			}
 			return Result{Changed: true, After: roleState{ARN: arn, Name: name, Trust: want, Boundary: boundaryARN(run), CreatedAt: &at}}, nil
 		}
 	}
@@ -215,6 +220,16 @@ func ensureRole(ctx context.Context, run *Run) (Result, error) {
 	return Result{Changed: true, Before: state, After: after}, nil
 }
 
+// roleInUse reports whether a request holding documents is known to use
+// the role (its facts name it).
+func roleInUse(ctx context.Context, run *Run, arn string) (bool, error) {
+	peers, err := run.peers(ctx, PeerFilter{SourceBucket: run.Replication.Source.Bucket})
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(peers, func(p Peer) bool { return p.Facts.RoleARN == arn }), nil
+}
+
 // rolePolicies are the permission documents on a role: inline ones by name,
 // and attached customer-managed ones bucketbridge owns, by name, with the
 // count of the attached ones it does not.
@@ -259,47 +274,51 @@ func (p rolePolicies) otherInlineChars() int {
 }
 
 // readRolePolicies reads a role's inline policies and the managed policies
-// attached to it.
+// attached to it, each list and then each document at once. A role that
+// does not exist is an error IsNotFound recognises.
 func readRolePolicies(ctx context.Context, acct *Account, role string) (rolePolicies, error) {
 	out := rolePolicies{inline: map[string]policy.Document{}, managed: map[string]attachedPolicy{}}
-	names, err := listRolePolicies(ctx, acct, role)
+	var names []string
+	var attached []iamtypes.AttachedPolicy
+	err := inParallel(2, func(i int) (err error) {
+		if i == 0 {
+			names, err = listRolePolicies(ctx, acct, role)
+		} else {
+			attached, err = listAttachedRolePolicies(ctx, acct, role)
+		}
+		return err
+	})
 	if err != nil {
 		return out, err
 	}
-	for _, n := range names {
-		doc, err := getRolePolicy(ctx, acct, role, n)
-		if err != nil {
-			return out, err
+	all := len(attached)
+	attached = slices.DeleteFunc(attached, func(a iamtypes.AttachedPolicy) bool {
+		return !policy.IsOwnedPolicyName(aws.ToString(a.PolicyName))
+	})
+	out.otherManaged = all - len(attached)
+	docs := make([]*policy.Document, len(names)+len(attached))
+	err = inParallel(len(docs), func(i int) (err error) {
+		if i < len(names) {
+			docs[i], err = getRolePolicy(ctx, acct, role, names[i])
+		} else {
+			docs[i], err = managedPolicyDocument(ctx, acct, aws.ToString(attached[i-len(names)].PolicyArn))
 		}
-		if doc != nil {
-			out.inline[n] = *doc
+		return err
+	})
+	if err != nil {
+		return out, err
+	}
+	for i, d := range docs {
+		switch {
+		case d == nil:
+		case i < len(names):
+			out.inline[names[i]] = *d
+		default:
+			a := attached[i-len(names)]
+			out.managed[aws.ToString(a.PolicyName)] = attachedPolicy{ARN: aws.ToString(a.PolicyArn), Document: *d}
 		}
 	}
-	var marker *string
-	for {
-		page, err := acct.IAM.ListAttachedRolePolicies(ctx, &iam.ListAttachedRolePoliciesInput{RoleName: aws.String(role), Marker: marker})
-		if err != nil {
-			return out, err
-		}
-		for _, a := range page.AttachedPolicies {
-			name := aws.ToString(a.PolicyName)
-			if !policy.IsOwnedPolicyName(name) {
-				out.otherManaged++
-				continue
-			}
-			doc, err := managedPolicyDocument(ctx, acct, aws.ToString(a.PolicyArn))
-			if err != nil {
-				return out, err
-			}
-			if doc != nil {
-				out.managed[name] = attachedPolicy{ARN: aws.ToString(a.PolicyArn), Document: *doc}
-			}
-		}
-		if !page.IsTruncated || page.Marker == nil {
-			return out, nil
-		}
-		marker = page.Marker
-	}
+	return out, nil
 }
 
 // managedPolicyDocument reads the default version of a managed policy; nil
@@ -346,6 +365,22 @@ func listRolePolicies(ctx context.Context, acct *Account, role string) ([]string
 	}
 }
 
+func listAttachedRolePolicies(ctx context.Context, acct *Account, role string) ([]iamtypes.AttachedPolicy, error) {
+	var out []iamtypes.AttachedPolicy
+	var marker *string
+	for {
+		page, err := acct.IAM.ListAttachedRolePolicies(ctx, &iam.ListAttachedRolePoliciesInput{RoleName: aws.String(role), Marker: marker})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.AttachedPolicies...)
+		if !page.IsTruncated || page.Marker == nil {
+			return out, nil
+		}
+		marker = page.Marker
+	}
+}
+
 // getRolePolicy reads an inline policy; nil when it does not exist.
 func getRolePolicy(ctx context.Context, acct *Account, role, name string) (*policy.Document, error) {
 	out, err := acct.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name)})
@@ -388,13 +423,11 @@ func syncRolePolicies(ctx context.Context, run *Run) (Result, error) {
 	provisioning := run.Replication.Phase == PhaseProvision
 
 	var recreated any
-	role, err := getRole(ctx, run.Source, name)
+	current, err := readRolePolicies(ctx, run.Source, name)
 	switch {
-	case err != nil:
-		return Result{}, classify(err, c("iam:GetRole"))
-	case role == nil && !provisioning:
+	case IsNotFound(err) && !provisioning:
 		return Result{After: rolePoliciesChange{Role: arn}}, nil
-	case role == nil:
+	case IsNotFound(err):
 		// The role went after ensure_replication_role ran (deleted outside
 		// bucketbridge): create it again, and say so in this step's record.
 		res, err := ensureRole(ctx, run)
@@ -402,6 +435,11 @@ func syncRolePolicies(ctx context.Context, run *Run) (Result, error) {
 			return Result{}, err
 		}
 		recreated = res.After
+		if current, err = readRolePolicies(ctx, run.Source, name); err != nil {
+			return Result{}, classify(err, c("iam:ListRolePolicies"))
+		}
+	case err != nil:
+		return Result{}, classify(err, c("iam:ListRolePolicies"))
 	}
 
 	peers, err := run.peers(ctx, PeerFilter{SourceBucket: src.Bucket})
@@ -417,10 +455,6 @@ func syncRolePolicies(ctx context.Context, run *Run) (Result, error) {
 			SourceKMSKeyARN: p.Source.KMSKeyARN, Destination: p.Destination.policy(), Prefix: p.Rule.Prefix,
 			DestinationOwnerEnforced: p.Facts.DestinationOwnerEnforced,
 		})
-	}
-	current, err := readRolePolicies(ctx, run.Source, name)
-	if err != nil {
-		return Result{}, classify(err, c("iam:ListRolePolicies"))
 	}
 	before := rolePoliciesChange{Role: arn, Policies: current.owned()}
 	want := policy.RolePolicies{}
@@ -469,8 +503,8 @@ func syncRolePolicies(ctx context.Context, run *Run) (Result, error) {
 		}
 		changed = true
 	}
-	if !changed {
-		return Result{Before: before, After: after}, nil
+	if !changed || !run.confirmWrites() {
+		return Result{Changed: changed, Before: before, After: after}, nil
 	}
 	got, err := readRolePolicies(ctx, run.Source, name)
 	if err != nil {
