@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	if cfg.Workers > 0 && st.MaxConns() < 2 {
+		return fmt.Errorf("DATABASE_URL sets pool_max_conns=%d: workers need at least 2 connections (one may be pinned by a document's lock while its step writes its record on the other)", st.MaxConns())
+	}
 	log.InfoContext(ctx, "database pool", "max_conns", st.MaxConns())
 
 	reg := prometheus.NewRegistry()
@@ -112,7 +116,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		RequestDeadline: cfg.RequestDeadline,
 		ShutdownGrace:   cfg.ShutdownGrace,
 		StepConfig: provision.StepConfig{TrustConditions: cfg.TrustConditions, StepTimeout: cfg.StepTimeout,
-			VerifyTimeout: cfg.VerifyTimeout, PropagationTimeout: cfg.PropagationTimeout, RoleBoundary: cfg.RoleBoundary},
+			VerifyTimeout: cfg.VerifyTimeout, PropagationTimeout: cfg.PropagationTimeout, RoleBoundary: cfg.RoleBoundary,
+			World: world(cfg)},
 		Logger:  log,
 		Metrics: metrics,
 	})
@@ -261,11 +266,26 @@ const apiConns = 12
 // attempts it records, each a single statement.
 const dispatcherConns = 2
 
+// maxDefaultConns caps the pool the server sizes itself: Postgres allows
+// 100 connections by default, shared by every replica. Lock bounds the
+// connections its holders pin (store.Lock), so a pool smaller than the
+// workers could use only makes them queue for it.
+const maxDefaultConns = 30
+
 // databaseConns sizes the database pool: what the workers may hold at once
 // (their advisory locks each pin a connection) plus the API's and the
-// dispatcher's shares.
+// dispatcher's shares, at most maxDefaultConns.
 func databaseConns(workers int, steps map[provision.Phase][]provision.StepDef) int {
-	return provision.Connections(workers, steps) + apiConns + dispatcherConns
+	return min(provision.Connections(workers, steps)+apiConns+dispatcherConns, maxDefaultConns)
+}
+
+// world names the AWS this process provisions in: AWS itself, or this
+// process's own in-memory AWS in dev mode.
+func world(cfg config) string {
+	if cfg.Cloud == "aws" {
+		return "aws"
+	}
+	return "dev:" + rand.Text()
 }
 
 // openSessions connects the workers to AWS: the SDK's default chain (and

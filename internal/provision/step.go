@@ -144,6 +144,11 @@ type StepConfig struct {
 	// replication roles bucketbridge creates get as their permissions
 	// boundary (BB_ROLE_PERMISSIONS_BOUNDARY); "" for none.
 	RoleBoundary string
+	// World names the AWS the documents live in, for the records of shared
+	// writes (Holders.Granted): processes share them only within one world.
+	// All of AWS is one; each dev-mode process has an in-memory AWS of its
+	// own unless they share one.
+	World string
 }
 
 func (c StepConfig) withDefaults() StepConfig {

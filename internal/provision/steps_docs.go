@@ -73,7 +73,7 @@ func coveredBy(ctx context.Context, run *Run, document string) (*sharedWrite, er
 	if run.Replication.Phase != PhaseProvision || run.Replication.Attempt > 0 || run.Holders == nil || role == "" {
 		return nil, nil
 	}
-	g, err := run.Holders.Granted(ctx, document)
+	g, err := run.Holders.Granted(ctx, inWorld(run, document))
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,15 @@ func recordGranted(ctx context.Context, run *Run, document string, roles []strin
 	if run.Holders == nil {
 		return nil
 	}
-	return run.Holders.RecordGranted(ctx, document, roles, run.Replication.ID)
+	return run.Holders.RecordGranted(ctx, inWorld(run, document), roles, run.Replication.ID)
+}
+
+// inWorld names document in the records of shared writes.
+func inWorld(run *Run, document string) string {
+	if run.Config.World == "" {
+		return document
+	}
+	return run.Config.World + " " + document
 }
 
 // forgetGranted clears the record of document before a step writes it: a

@@ -26,6 +26,8 @@ type Store struct {
 	// wake rouses idle workers, deliveries the webhook dispatchers.
 	wake       *notifier
 	deliveries *notifier
+	// locks queues Lock's holders inside the process.
+	locks *keyLocks
 
 	hooks []Hook
 	after []func(provision.Change)
@@ -70,8 +72,14 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
 	return &Store{pool: pool, db: db, mig: mig,
-		wake: newNotifier(pool, workChannel), deliveries: newNotifier(pool, DeliveriesChannel)}, nil
+		wake: newNotifier(pool, workChannel), deliveries: newNotifier(pool, DeliveriesChannel),
+		locks: newKeyLocks(lockConns(int(cfg.MaxConns)))}, nil
 }
+
+// lockConns is how many of a pool's connections Lock's holders may pin at
+// once: half, leaving the rest for the statements they and everyone else
+// run, each of which returns its connection without waiting on another.
+func lockConns(pool int) int { return pool / 2 }
 
 // MaxConns is the size of the connection pool.
 func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }

@@ -278,8 +278,9 @@ WHERE id = $1 AND lease_owner = $2`, c.Replication.ID, c.Owner)
 // compare-and-swap on policies, so concurrent read-modify-writes of one
 // document (even from several server replicas) are serialized here. Keys
 // are taken in sorted order, and a holder never asks for more, so lockers
-// cannot deadlock; one connection per holder means a holder never waits
-// for the pool while holding a lock.
+// cannot deadlock. Within the process, holders queue for each key (and for
+// one of a bounded number of connections) before they ask Postgres, so
+// waiting holds no connection and holders never take the whole pool.
 func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
 	ids := make([]int64, 0, len(keys))
 	for _, k := range keys {
@@ -289,8 +290,13 @@ func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	local, err := s.locks.lock(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock %v: %w", keys, err)
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
+		local()
 		return nil, fmt.Errorf("lock %v: %w", keys, err)
 	}
 	for _, id := range ids {
@@ -298,10 +304,12 @@ func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
 			// A cancelled wait may leave the connection mid-protocol; closing
 			// the session releases whatever it holds.
 			conn.Hijack().Close(context.Background())
+			local()
 			return nil, fmt.Errorf("lock %v: %w", keys, err)
 		}
 	}
 	return func() {
+		defer local()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {

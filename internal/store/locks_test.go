@@ -1,0 +1,71 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bucketbridge/bucketbridge/internal/store"
+	"github.com/bucketbridge/bucketbridge/internal/store/storetest"
+)
+
+// TestManyLockersShareASmallPool: 40 workers take document locks at once
+// on a pool of four connections, half of them the same document, and each
+// runs statements while it holds its lock, as steps do. Every one gets its
+// turn: waiting for a busy document holds no connection, so holders always
+// find one for their statements, and one document never has two holders.
+func TestManyLockersShareASmallPool(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.Open(ctx, storetest.NewMigratedDatabase(t)+"&pool_max_conns=4", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 40
+	var inside, most atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		key := "arn:aws:s3:::shared"
+		if i%2 == 1 {
+			key = fmt.Sprintf("arn:aws:s3:::own-%d", i)
+		}
+		wg.Go(func() {
+			unlock, err := s.Lock(ctx, key)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer unlock()
+			if key == "arn:aws:s3:::shared" {
+				now := inside.Add(1)
+				defer inside.Add(-1)
+				for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+				}
+			}
+			for range 3 {
+				if err := s.RecordGranted(ctx, key, []string{"role"}, "01a237b3-4b20-7d1c-bc80-ec10d6885ed1"); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.Granted(ctx, key); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if most.Load() != 1 {
+		t.Errorf("the shared document had %d holders at once, want 1", most.Load())
+	}
+}
