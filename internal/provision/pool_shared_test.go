@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -313,4 +314,118 @@ func TestTheGroupRunnerHoldsAStepsLocksWhileItRuns(t *testing.T) {
 	if m := most.Load(); m != 1 {
 		t.Errorf("%d steps ran at once under one lock", m)
 	}
+}
+
+// benchSpec is a request from bench-source-i into bench-destination-i: its
+// own source bucket, so its own role, and its own destination bucket, all
+// destinations encrypted by KB.
+func benchSpec(i int) provision.Spec {
+	s := demoSpec()
+	s.Source.Bucket = fmt.Sprintf("%s%d", awsfake.BenchSourcePrefix, i)
+	s.Destination.Bucket = fmt.Sprintf("%s%d", awsfake.BenchDestinationPrefix, i)
+	s.Verify = i%4 == 0
+	return s
+}
+
+// checkKeyStatements checks that KB's key policy holds bucketbridge's
+// statement for exactly the destinations of live, each naming its own
+// request's role and nothing else.
+func (e *engineEnv) checkKeyStatements(t *testing.T, live []provision.Spec) {
+	t.Helper()
+	dst := demoSpec().Destination
+	kp := e.keyPolicy(t, dstAcct, dst.Region, dst.KMSKeyARN)
+	ours := 0
+	for _, st := range kp.Statement {
+		if strings.HasPrefix(st.Sid, "Bucketbridge") {
+			ours++
+		}
+	}
+	if ours != len(live) {
+		t.Errorf("KB's key policy has %d statements of bucketbridge, want one for each of the %d live destinations", ours, len(live))
+	}
+	for _, s := range live {
+		role := roleARN(srcAcct, policy.RoleName(s.Source.Bucket))
+		sid := policy.KeyStatementSid(policy.SidReplicaEncrypt, s.Destination.Bucket)
+		if p, n := principalsOf(kp, sid); n != 1 || !slices.Equal(p, []string{role}) {
+			t.Errorf("%s: %d statements naming %v, want one naming %s", sid, n, p, role)
+		}
+	}
+}
+
+// TestEngineManyDestinationsOnOneKeyAtOnce: requests into distinct
+// destinations that KB encrypts share KB's key policy. The request holding
+// KB's lock writes the statements of every holder waiting for it, and the
+// others record that shared write; then half are removed while as many new
+// ones are created, with key policy writes failing now and then. KB's
+// policy ends with exactly one statement per live destination.
+func TestEngineManyDestinationsOnOneKeyAtOnce(t *testing.T) {
+	t.Parallel()
+	const n = 12
+	ctx := context.Background()
+	e := newEngineEnv(t)
+	if err := e.cloud.SeedBench(2 * n); err != nil {
+		t.Fatal(err)
+	}
+	var old []string
+	var specs []provision.Spec
+	for i := range n {
+		specs = append(specs, benchSpec(i+1))
+		old = append(old, e.submit(t, specs[i]).ID)
+	}
+	e.startEngine(t, e.st, provision.PoolConfig{Workers: n})
+	shared := 0
+	for _, id := range old {
+		waitEnd(t, e.st, id, provision.StateSucceeded)
+		steps, err := e.st.Steps(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range steps {
+			if s.Name == provision.StepUpdateDestinationKeyPolicy && strings.Contains(string(s.After), `"written_by"`) {
+				shared++
+			}
+		}
+	}
+	t.Logf("%d of %d requests relied on another's write of KB's key policy", shared, n)
+	e.checkKeyStatements(t, specs)
+
+	e.cloud.Faults(dstAcct).Fail5xxRate("kms:PutKeyPolicy", 0.3)
+	var live []provision.Spec
+	var created []string
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range n {
+		if i%2 == 0 {
+			wg.Go(func() {
+				if _, err := e.st.Deprovision(ctx, old[i], "test"); err != nil {
+					t.Error(err)
+				}
+			})
+		} else {
+			live = append(live, specs[i])
+		}
+		s := benchSpec(n + i + 1)
+		live = append(live, s)
+		wg.Go(func() {
+			r, _, err := e.st.Create(ctx, provision.NewReplication{Spec: s, RequestedBy: "test"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			created = append(created, r.ID)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for i, id := range old {
+		if i%2 == 0 {
+			waitEnd(t, e.st, id, provision.StateDeprovisioned)
+		}
+	}
+	for _, id := range created {
+		waitEnd(t, e.st, id, provision.StateSucceeded)
+	}
+	e.cloud.Faults(dstAcct).Reset()
+	e.checkKeyStatements(t, live)
 }

@@ -128,8 +128,7 @@ func (r *Run) peers(ctx context.Context, f PeerFilter) ([]Peer, error) {
 	}
 	self := r.Replication
 	out := slices.DeleteFunc(stored, func(p Peer) bool { return p.ID == self.ID })
-	if self.Phase == PhaseProvision && (f.SourceBucket == "" || f.SourceBucket == self.Source.Bucket) &&
-		(f.DestinationBucket == "" || f.DestinationBucket == self.Destination.Bucket) {
+	if self.Phase == PhaseProvision && f.matches(self.Spec) {
 		out = append(out, Peer{Replication: self, Facts: r.Facts()})
 	}
 	return out, nil

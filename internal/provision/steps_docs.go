@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -83,12 +84,27 @@ func coveredBy(ctx context.Context, run *Run, document string) (*sharedWrite, er
 	return &sharedWrite{Document: document, Roles: g.Roles, WrittenBy: g.WrittenBy, WrittenAt: g.WrittenAt}, nil
 }
 
-// recordGranted records the roles a step's write left in document.
-func recordGranted(ctx context.Context, run *Run, document string, roles []string) error {
+// recordGranted records the roles a step's write left in each document.
+func recordGranted(ctx context.Context, run *Run, documents map[string][]string) error {
 	if run.Holders == nil {
 		return nil
 	}
-	return run.Holders.RecordGranted(ctx, inWorld(run, document), roles, run.Replication.ID)
+	named := make(map[string][]string, len(documents))
+	for d, roles := range documents {
+		named[inWorld(run, d)] = roles
+	}
+	return run.Holders.RecordGranted(ctx, run.Replication.ID, named)
+}
+
+// forgetGranted clears the records of documents before a step writes them:
+// a write whose outcome goes unrecorded (an error, a crash) must leave no
+// record that a later request could wrongly rely on.
+func forgetGranted(ctx context.Context, run *Run, documents map[string][]string) error {
+	cleared := make(map[string][]string, len(documents))
+	for d := range documents {
+		cleared[d] = nil
+	}
+	return recordGranted(ctx, run, cleared)
 }
 
 // inWorld names document in the records of shared writes.
@@ -97,13 +113,6 @@ func inWorld(run *Run, document string) string {
 		return document
 	}
 	return run.Config.World + " " + document
-}
-
-// forgetGranted clears the record of document before a step writes it: a
-// write whose outcome goes unrecorded (an error, a crash) must leave no
-// record that a later request could wrongly rely on.
-func forgetGranted(ctx context.Context, run *Run, document string) error {
-	return recordGranted(ctx, run, document, nil)
 }
 
 // foreignPrincipal fails a step whose document holds, in a statement
@@ -130,6 +139,7 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 	if w, err := coveredBy(ctx, run, document); err != nil || w != nil {
 		return Result{After: w}, err
 	}
+	granted := map[string][]string{document: roles}
 	acct, owner := run.Destination, aws.String(dst.AccountID)
 	c := call{Account: dst.AccountID, Action: "s3:PutBucketPolicy", Resource: dst.Bucket}
 
@@ -150,9 +160,9 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 	switch {
 	case sync.Empty && current == nil:
 		after.Policy = nil
-		return Result{Before: before, After: after}, recordGranted(ctx, run, document, roles)
+		return Result{Before: before, After: after}, recordGranted(ctx, run, granted)
 	case sync.Empty:
-		if err := forgetGranted(ctx, run, document); err != nil {
+		if err := forgetGranted(ctx, run, granted); err != nil {
 			return Result{}, err
 		}
 		if _, err := acct.S3.DeleteBucketPolicy(ctx, &s3.DeleteBucketPolicyInput{Bucket: aws.String(dst.Bucket), ExpectedBucketOwner: owner}); err != nil && !IsNotFound(err) {
@@ -166,11 +176,11 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 			return Result{}, fmt.Errorf("confirm deletion of the bucket policy of %s: it is still there", dst.Bucket)
 		}
 		after.Policy = nil
-		return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, document, roles)
+		return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, granted)
 	case current != nil && policy.Equal(*current, sync.Document):
-		return Result{Before: before, After: after}, recordGranted(ctx, run, document, roles)
+		return Result{Before: before, After: after}, recordGranted(ctx, run, granted)
 	}
-	if err := forgetGranted(ctx, run, document); err != nil {
+	if err := forgetGranted(ctx, run, granted); err != nil {
 		return Result{}, err
 	}
 	_, err = acct.S3.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(dst.Bucket), ExpectedBucketOwner: owner, Policy: aws.String(mustJSON(sync.Document))})
@@ -186,71 +196,110 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 			return Result{}, fmt.Errorf("confirm bucket policy of %s: it reads back differently", dst.Bucket)
 		}
 	}
-	return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, document, roles)
+	return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, granted)
 }
 
 // syncDestinationKeyPolicy computes bucketbridge's statement for Y in KB's
-// key policy from the roles of the requests replicating into Y under KB.
+// key policy from the roles of the requests replicating into Y under KB,
+// and with it the statements of every other bucket KB's holders replicate
+// into: one write then serves all requests waiting for KB's lock.
 func syncDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	dst := run.Replication.Destination
-	peers, err := run.peers(ctx, PeerFilter{DestinationBucket: dst.Bucket})
+	peers, err := run.peers(ctx, PeerFilter{DestinationKey: dst.KMSKeyARN})
 	if err != nil {
 		return Result{}, err
 	}
-	roles := rolesOf(peers, func(p Peer) bool { return p.Destination.KMSKeyARN == dst.KMSKeyARN })
-	return syncKeyPolicy(ctx, run, run.Destination, dst, dst.KMSKeyARN+" "+dst.Bucket, func(d policy.Document) (policy.Sync, error) {
-		return policy.SyncDestinationKeyPolicy(d, policy.Grant{Bucket: dst.Bucket, Region: dst.Region, Roles: roles})
-	}, roles)
+	grants := keyGrants(peers, dst, func(p Peer) (Side, bool) { return p.Destination, true })
+	return syncKeyPolicy(ctx, run, run.Destination, dst, grants, policy.SyncDestinationKeyPolicy)
 }
 
 // syncSourceKeyPolicy computes bucketbridge's statement for X in KA's key
 // policy from the roles of the requests from X whose key does not delegate
 // to A's IAM (when it does, the role's own policy is enough and the
-// statement is not needed).
+// statement is not needed), and with it those of KA's other such buckets.
 func syncSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	src := run.Replication.Source
 	if run.Replication.Phase == PhaseProvision && !run.Facts().SourceKeyNotDelegated {
 		return Result{Skipped: true}, nil
 	}
-	peers, err := run.peers(ctx, PeerFilter{SourceBucket: src.Bucket})
+	peers, err := run.peers(ctx, PeerFilter{SourceKey: src.KMSKeyARN})
 	if err != nil {
 		return Result{}, err
 	}
-	roles := rolesOf(peers, func(p Peer) bool {
-		return p.Source.KMSKeyARN == src.KMSKeyARN && p.Facts.SourceKeyNotDelegated
-	})
-	return syncKeyPolicy(ctx, run, run.Source, src, src.KMSKeyARN+" "+src.Bucket, func(d policy.Document) (policy.Sync, error) {
-		return policy.SyncSourceKeyPolicy(d, policy.Grant{Bucket: src.Bucket, Region: src.Region, Roles: roles})
-	}, roles)
+	grants := keyGrants(peers, src, func(p Peer) (Side, bool) { return p.Source, p.Facts.SourceKeyNotDelegated })
+	return syncKeyPolicy(ctx, run, run.Source, src, grants, policy.SyncSourceKeyPolicy)
 }
 
+// keyGrants groups the roles of the peers using own's key by the bucket
+// they use it for (sideOf picks the side, and whether the peer needs a
+// statement at all). own's bucket comes first, even with no role left, so
+// that removal empties its statement; the others follow by name.
+func keyGrants(peers []Peer, own Side, sideOf func(Peer) (Side, bool)) []policy.Grant {
+	byBucket := map[string]*policy.Grant{own.Bucket: {Bucket: own.Bucket, Region: own.Region}}
+	for _, p := range peers {
+		side, needs := sideOf(p)
+		if !needs || p.Facts.RoleARN == "" || side.KMSKeyARN != own.KMSKeyARN {
+			continue
+		}
+		g, ok := byBucket[side.Bucket]
+		if !ok {
+			g = &policy.Grant{Bucket: side.Bucket, Region: side.Region}
+			byBucket[side.Bucket] = g
+		}
+		g.Roles = append(g.Roles, p.Facts.RoleARN)
+	}
+	out := []policy.Grant{*byBucket[own.Bucket]}
+	for _, b := range slices.Sorted(maps.Keys(byBucket)) {
+		if b != own.Bucket {
+			out = append(out, *byBucket[b])
+		}
+	}
+	for i := range out {
+		slices.Sort(out[i].Roles)
+		out[i].Roles = slices.Compact(out[i].Roles)
+	}
+	return out
+}
+
+// keyDocument names a key's statement for one bucket in the records of
+// shared writes.
+func keyDocument(key, bucket string) string { return key + " " + bucket }
+
 // syncKeyPolicy reads a side's key policy, recomputes bucketbridge's
-// statement for one bucket (document names it) with sync and writes the
-// policy when that changes it. It never sets BypassPolicyLockoutSafetyCheck.
-func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, document string, sync func(policy.Document) (policy.Sync, error), roles []string) (Result, error) {
-	if w, err := coveredBy(ctx, run, document); err != nil || w != nil {
+// statement of each of grants (the side's own bucket first) with sync and
+// writes the policy when that changes it. It never sets
+// BypassPolicyLockoutSafetyCheck.
+func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, grants []policy.Grant, sync func(policy.Document, policy.Grant) (policy.Sync, error)) (Result, error) {
+	key := side.KMSKeyARN
+	if w, err := coveredBy(ctx, run, keyDocument(key, side.Bucket)); err != nil || w != nil {
 		return Result{After: w}, err
 	}
-	key := side.KMSKeyARN
 	c := call{Account: side.AccountID, Action: "kms:PutKeyPolicy", Resource: key}
 	current, err := readKeyPolicy(ctx, acct, side)
 	if err != nil {
 		return Result{}, err
 	}
 	before := policyChange{Key: key, Policy: &current}
-	s, err := sync(current)
-	if err != nil {
-		return Result{}, classify(foreignPrincipal(err, side.AccountID, "key "+key), c)
+	doc := current
+	var dropped []policy.DroppedPrincipal
+	granted := map[string][]string{}
+	for _, g := range grants {
+		s, err := sync(doc, g)
+		if err != nil {
+			return Result{}, classify(foreignPrincipal(err, side.AccountID, "key "+key), c)
+		}
+		doc, dropped = s.Document, append(dropped, s.Dropped...)
+		granted[keyDocument(key, g.Bucket)] = g.Roles
 	}
-	after := policyChange{Key: key, Policy: &s.Document, Roles: roles, Dropped: s.Dropped}
-	if policy.Equal(current, s.Document) {
-		return Result{Before: before, After: after}, recordGranted(ctx, run, document, roles)
+	after := policyChange{Key: key, Policy: &doc, Roles: grants[0].Roles, Dropped: dropped}
+	if policy.Equal(current, doc) {
+		return Result{Before: before, After: after}, recordGranted(ctx, run, granted)
 	}
-	if err := forgetGranted(ctx, run, document); err != nil {
+	if err := forgetGranted(ctx, run, granted); err != nil {
 		return Result{}, err
 	}
 	_, err = acct.KMS.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{
-		KeyId: aws.String(key), PolicyName: aws.String("default"), Policy: aws.String(mustJSON(s.Document)),
+		KeyId: aws.String(key), PolicyName: aws.String("default"), Policy: aws.String(mustJSON(doc)),
 	})
 	if err != nil {
 		return Result{}, writeError(run, err, c)
@@ -260,9 +309,9 @@ func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, docu
 		if err != nil {
 			return Result{}, err
 		}
-		if !policy.Equal(got, s.Document) {
+		if !policy.Equal(got, doc) {
 			return Result{}, fmt.Errorf("confirm key policy of %s: it reads back differently", key)
 		}
 	}
-	return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, document, roles)
+	return Result{Changed: true, Before: before, After: after}, recordGranted(ctx, run, granted)
 }

@@ -41,10 +41,12 @@ func (l *locks) Granted(_ context.Context, document string) (provision.Grant, er
 }
 
 // RecordGranted has the signature of Holders.RecordGranted.
-func (l *locks) RecordGranted(_ context.Context, document string, roles []string, by string) error {
+func (l *locks) RecordGranted(_ context.Context, by string, documents map[string][]string) error {
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
-	l.granted[document] = provision.Grant{Roles: slices.Clone(roles), WrittenBy: by, WrittenAt: time.Now()}
+	for d, roles := range documents {
+		l.granted[d] = provision.Grant{Roles: slices.Clone(roles), WrittenBy: by, WrittenAt: time.Now()}
+	}
 	return nil
 }
 
@@ -56,7 +58,8 @@ func (l *locks) Peers(_ context.Context, f provision.PeerFilter) ([]provision.Pe
 	var out []provision.Peer
 	for _, r := range l.held {
 		p := provision.Peer{Replication: r.Replication, Facts: r.Facts()}
-		if (f.SourceBucket == "" || f.SourceBucket == p.Source.Bucket) && (f.DestinationBucket == "" || f.DestinationBucket == p.Destination.Bucket) {
+		if (f.SourceBucket == "" || f.SourceBucket == p.Source.Bucket) && (f.DestinationBucket == "" || f.DestinationBucket == p.Destination.Bucket) &&
+			(f.SourceKey == "" || f.SourceKey == p.Source.KMSKeyARN) && (f.DestinationKey == "" || f.DestinationKey == p.Destination.KMSKeyARN) {
 			out = append(out, p)
 		}
 	}

@@ -93,8 +93,9 @@ type Holders interface {
 	// a document (by ARN, or ARN and bucket for a key's statement); the
 	// zero Grant when nothing is recorded.
 	Granted(ctx context.Context, document string) (Grant, error)
-	// RecordGranted records the roles just written into a document.
-	RecordGranted(ctx context.Context, document string, roles []string, by string) error
+	// RecordGranted records, for each document, the roles request by just
+	// wrote into it; an empty list clears what was recorded.
+	RecordGranted(ctx context.Context, by string, documents map[string][]string) error
 }
 
 // HoldingStates are the states of requests whose documents exist, or may:
@@ -103,11 +104,21 @@ type Holders interface {
 // giving its grants up.
 var HoldingStates = []State{StateRunning, StateSucceeded, StateFailed, StateCancelled}
 
-// PeerFilter selects requests by source or destination bucket ("" matches
-// any).
+// PeerFilter selects requests by source or destination bucket, or by
+// source or destination key ("" matches any).
 type PeerFilter struct {
 	SourceBucket      string
 	DestinationBucket string
+	SourceKey         string
+	DestinationKey    string
+}
+
+// matches reports whether f selects a request of spec s.
+func (f PeerFilter) matches(s Spec) bool {
+	return (f.SourceBucket == "" || f.SourceBucket == s.Source.Bucket) &&
+		(f.DestinationBucket == "" || f.DestinationBucket == s.Destination.Bucket) &&
+		(f.SourceKey == "" || f.SourceKey == s.Source.KMSKeyARN) &&
+		(f.DestinationKey == "" || f.DestinationKey == s.Destination.KMSKeyARN)
 }
 
 // Grant is the last write of bucketbridge's statements into a shared

@@ -49,7 +49,7 @@ func TestManyLockersShareASmallPool(t *testing.T) {
 				}
 			}
 			for range 3 {
-				if err := s.RecordGranted(ctx, key, []string{"role"}, "01a237b3-4b20-7d1c-bc80-ec10d6885ed1"); err != nil {
+				if err := s.RecordGranted(ctx, "01a237b3-4b20-7d1c-bc80-ec10d6885ed1", map[string][]string{key: {"role"}}); err != nil {
 					errs <- err
 					return
 				}

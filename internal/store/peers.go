@@ -15,6 +15,8 @@ const selectPeers = `SELECT ` + replicationColumns + `, facts FROM replications
 WHERE state = ANY($1::replication_state[])
   AND ($2 = '' OR source_bucket = $2)
   AND ($3 = '' OR destination_bucket = $3)
+  AND ($4 = '' OR source_kms_key_arn = $4)
+  AND ($5 = '' OR destination_kms_key_arn = $5)
 ORDER BY created_at, id`
 
 type peerRow struct {
@@ -22,14 +24,13 @@ type peerRow struct {
 	Facts []byte
 }
 
-// Peers lists the requests in provision.HoldingStates from f's source
-// bucket or into its destination bucket.
+// Peers lists the requests in provision.HoldingStates that f selects.
 func (s *Store) Peers(ctx context.Context, f provision.PeerFilter) ([]provision.Peer, error) {
 	states := make([]string, len(provision.HoldingStates))
 	for i, st := range provision.HoldingStates {
 		states[i] = string(st)
 	}
-	rows, err := s.pool.Query(ctx, selectPeers, states, f.SourceBucket, f.DestinationBucket)
+	rows, err := s.pool.Query(ctx, selectPeers, states, f.SourceBucket, f.DestinationBucket, f.SourceKey, f.DestinationKey)
 	if err != nil {
 		return nil, fmt.Errorf("list peers of %+v: %w", f, err)
 	}
@@ -62,16 +63,25 @@ func (s *Store) Granted(ctx context.Context, document string) (provision.Grant, 
 	return g, nil
 }
 
-// RecordGranted records the roles bucketbridge just wrote into its
-// statements of document, by request by.
-func (s *Store) RecordGranted(ctx context.Context, document string, roles []string, by string) error {
-	if roles == nil {
-		roles = []string{}
+// RecordGranted records, for each document, the roles request by just
+// wrote into bucketbridge's statements of it, all in one statement.
+func (s *Store) RecordGranted(ctx context.Context, by string, documents map[string][]string) error {
+	if len(documents) == 0 {
+		return nil
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO document_grants (document, roles, written_by) VALUES ($1, $2, $3)
-ON CONFLICT (document) DO UPDATE SET roles = $2, written_by = $3, written_at = now()`, document, roles, by)
+	rows := make(map[string][]string, len(documents))
+	for d, roles := range documents {
+		rows[d] = append([]string{}, roles...)
+	}
+	encoded, err := json.Marshal(rows)
 	if err != nil {
-		return fmt.Errorf("record the grants of %s: %w", document, err)
+		return fmt.Errorf("record grants: %w", err)
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO document_grants (document, roles, written_by)
+SELECT d.key, ARRAY(SELECT jsonb_array_elements_text(d.value)), $2 FROM jsonb_each($1::jsonb) d
+ON CONFLICT (document) DO UPDATE SET roles = excluded.roles, written_by = excluded.written_by, written_at = now()`, encoded, by)
+	if err != nil {
+		return fmt.Errorf("record the grants of %d documents: %w", len(documents), err)
 	}
 	return nil
 }
