@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/bucketbridge/bucketbridge/internal/awsfake"
 	"github.com/bucketbridge/bucketbridge/internal/policy"
@@ -316,15 +317,31 @@ func TestTheGroupRunnerHoldsAStepsLocksWhileItRuns(t *testing.T) {
 	}
 }
 
-// benchSpec is a request from bench-source-i into bench-destination-i: its
-// own source bucket, so its own role, and its own destination bucket, all
-// destinations encrypted by KB.
-func benchSpec(i int) provision.Spec {
+// keySharerSpec is a request from source-i into destination-i, seeded by
+// seedKeySharers: its own source bucket, so its own role, and its own
+// destination bucket, every destination encrypted by KB.
+func keySharerSpec(i int) provision.Spec {
 	s := demoSpec()
-	s.Source.Bucket = fmt.Sprintf("%s%d", awsfake.BenchSourcePrefix, i)
-	s.Destination.Bucket = fmt.Sprintf("%s%d", awsfake.BenchDestinationPrefix, i)
+	s.Source.Bucket = fmt.Sprintf("source-%d", i)
+	s.Destination.Bucket = fmt.Sprintf("destination-%d", i)
 	s.Verify = i%4 == 0
 	return s
+}
+
+// seedKeySharers adds the buckets of keySharerSpec(1) … keySharerSpec(n).
+func (e *engineEnv) seedKeySharers(t *testing.T, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		s := keySharerSpec(i)
+		for _, b := range []struct {
+			side provision.Side
+			key  string
+		}{{s.Source, awsfake.DemoSourceKey}, {s.Destination, awsfake.DemoDestinationKey}} {
+			if err := e.cloud.AddBucket(b.side.AccountID, b.side.Region, b.side.Bucket, awsfake.BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: b.key}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 // checkKeyStatements checks that KB's key policy holds bucketbridge's
@@ -363,13 +380,11 @@ func TestEngineManyDestinationsOnOneKeyAtOnce(t *testing.T) {
 	const n = 12
 	ctx := context.Background()
 	e := newEngineEnv(t)
-	if err := e.cloud.SeedBench(2 * n); err != nil {
-		t.Fatal(err)
-	}
+	e.seedKeySharers(t, 2*n)
 	var old []string
 	var specs []provision.Spec
 	for i := range n {
-		specs = append(specs, benchSpec(i+1))
+		specs = append(specs, keySharerSpec(i+1))
 		old = append(old, e.submit(t, specs[i]).ID)
 	}
 	e.startEngine(t, e.st, provision.PoolConfig{Workers: n})
@@ -404,7 +419,7 @@ func TestEngineManyDestinationsOnOneKeyAtOnce(t *testing.T) {
 		} else {
 			live = append(live, specs[i])
 		}
-		s := benchSpec(n + i + 1)
+		s := keySharerSpec(n + i + 1)
 		live = append(live, s)
 		wg.Go(func() {
 			r, _, err := e.st.Create(ctx, provision.NewReplication{Spec: s, RequestedBy: "test"})

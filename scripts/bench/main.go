@@ -237,11 +237,20 @@ func spec(src, dst, prefix string, verify bool) []byte {
 		"source": map[string]string{"account_id": awsfake.DemoSourceAccount, "region": awsfake.DemoSourceRegion,
 			"bucket": src, "kms_key_arn": awsfake.DemoSourceKey},
 		"destination": map[string]string{"account_id": awsfake.DemoDestinationAccount, "region": awsfake.DemoDestinationRegion,
-			"bucket": dst, "kms_key_arn": awsfake.DemoDestinationKey},
+			"bucket": dst, "kms_key_arn": destinationKey(dst)},
 		"rule":   map[string]string{"prefix": prefix},
 		"verify": verify,
 	})
 	return b
+}
+
+// destinationKey is the key that encrypts a destination bucket of the
+// dev-mode world: a bench destination's own, or KB.
+func destinationKey(bucket string) string {
+	if i, err := strconv.Atoi(strings.TrimPrefix(bucket, awsfake.BenchDestinationPrefix)); err == nil {
+		return awsfake.BenchDestinationKey(i)
+	}
+	return awsfake.DemoDestinationKey
 }
 
 func benchPair(i int) (string, string) {
