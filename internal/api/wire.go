@@ -232,18 +232,46 @@ type planJSON struct {
 
 type documentsJSON struct {
 	TrustPolicy                       policy.Document    `json:"trust_policy"`
-	RolePolicy                        namedPolicyJSON    `json:"role_policy"`
+	RolePolicies                      rolePoliciesJSON   `json:"role_policies"`
 	DestinationKeyPolicyStatement     policy.Statement   `json:"destination_key_policy_statement"`
 	DestinationBucketPolicyStatements []policy.Statement `json:"destination_bucket_policy_statements"`
 	// SourceKeyPolicyStatement is null when the source key delegates to
 	// its account's IAM.
-	SourceKeyPolicyStatement *policy.Statement      `json:"source_key_policy_statement"`
-	ReplicationRule          policy.ReplicationRule `json:"replication_rule"`
+	SourceKeyPolicyStatement *policy.Statement `json:"source_key_policy_statement"`
+	// SourceDefaultEncryption is null unless the request sets the source
+	// bucket's default encryption.
+	SourceDefaultEncryption *policy.BucketEncryption `json:"source_default_encryption"`
+	ReplicationRule         policy.ReplicationRule   `json:"replication_rule"`
+}
+
+// rolePoliciesJSON are the replication role's permission documents: its
+// inline policy, and the customer-managed policies attached to it when the
+// inline budget runs out ([] when none).
+type rolePoliciesJSON struct {
+	Inline  []namedPolicyJSON   `json:"inline"`
+	Managed []managedPolicyJSON `json:"managed"`
 }
 
 type namedPolicyJSON struct {
 	Name     string          `json:"name"`
 	Document policy.Document `json:"document"`
+}
+
+type managedPolicyJSON struct {
+	Name     string          `json:"name"`
+	ARN      string          `json:"arn"`
+	Document policy.Document `json:"document"`
+}
+
+func rolePoliciesOf(p policy.RolePolicies) rolePoliciesJSON {
+	out := rolePoliciesJSON{Inline: make([]namedPolicyJSON, len(p.Inline)), Managed: make([]managedPolicyJSON, len(p.Managed))}
+	for i, n := range p.Inline {
+		out.Inline[i] = namedPolicyJSON{Name: n.Name, Document: n.Document}
+	}
+	for i, m := range p.Managed {
+		out.Managed[i] = managedPolicyJSON{Name: m.Name, ARN: m.ARN, Document: m.Document}
+	}
+	return out
 }
 
 // planOf renders p; needsApproval says whether the caller's request would
@@ -260,10 +288,11 @@ func planOf(p policy.Documents, needsApproval bool, destination string) planJSON
 		ReplicationRoleARN: p.ReplicationRoleARN,
 		Documents: documentsJSON{
 			TrustPolicy:                       d.TrustPolicy,
-			RolePolicy:                        namedPolicyJSON{Name: d.RolePolicy.Name, Document: d.RolePolicy.Document},
+			RolePolicies:                      rolePoliciesOf(d.RolePolicies),
 			DestinationKeyPolicyStatement:     d.DestinationKeyPolicyStatement,
 			DestinationBucketPolicyStatements: d.DestinationBucketPolicyStatements,
 			SourceKeyPolicyStatement:          d.SourceKeyPolicyStatement,
+			SourceDefaultEncryption:           d.SourceDefaultEncryption,
 			ReplicationRule:                   d.ReplicationRule,
 		},
 		Notes: notes,
