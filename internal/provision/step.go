@@ -220,6 +220,15 @@ type Result struct {
 	// Skipped: the step did not apply to this request (for example verify
 	// when the request asked for none, or a key that needs no statement).
 	Skipped bool
+	// Warnings are what the caller should know although the step went on;
+	// the step sets Code and Message, the engine the rest. They replace
+	// what earlier attempts of the step warned.
+	Warnings []Warning
+}
+
+// warn returns a warning with code and message for a step's result.
+func warn(code, format string, args ...any) Warning {
+	return Warning{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // StepFunc performs one step. It returns nil to advance, an error made by

@@ -40,6 +40,9 @@ type StepRecord struct {
 	Before  json.RawMessage
 	After   json.RawMessage
 	Error   json.RawMessage
+	// Warnings replace what earlier attempts of the step warned; each names
+	// the phase and the step.
+	Warnings []Warning
 }
 
 // Failure is how a failed attempt leaves the request.

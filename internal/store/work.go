@@ -177,15 +177,33 @@ func (s *Store) StartStep(ctx context.Context, c *provision.Claim, name string) 
 	})
 }
 
+// replaceStepWarnings replaces the warnings of one step ($2 phase, $3 name)
+// with $4, keeping everyone else's in their order.
+const replaceStepWarnings = `UPDATE replications SET warnings = (
+    SELECT coalesce(jsonb_agg(w ORDER BY n), '[]'::jsonb)
+    FROM jsonb_array_elements(warnings) WITH ORDINALITY AS e(w, n)
+    WHERE NOT (w->>'phase' = $2 AND w->>'step' = $3)
+) || $4::jsonb
+WHERE id = $1`
+
 const finishStep = `UPDATE replication_steps SET
     status = $4, finished_at = now(), changed = $5, before = $6, after = $7, error = $8, updated_at = now()
 WHERE replication_id = $1 AND phase = $2 AND name = $3`
 
-// FinishStep records a step's end and the facts learned so far.
+// FinishStep records a step's end, its warnings (replacing those of its
+// earlier attempts) and the facts learned so far.
 func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provision.StepRecord, facts provision.Facts) error {
 	f, err := json.Marshal(facts)
 	if err != nil {
 		return fmt.Errorf("encode facts: %w", err)
+	}
+	warnings := rec.Warnings
+	if warnings == nil {
+		warnings = []provision.Warning{}
+	}
+	w, err := json.Marshal(warnings)
+	if err != nil {
+		return fmt.Errorf("encode warnings: %w", err)
 	}
 	return s.fenced(ctx, c, func(tx pgx.Tx) error {
 		// attempt counts the failed attempts of the current step: a step that
@@ -193,6 +211,9 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 		if _, err := tx.Exec(ctx, `UPDATE replications SET facts = $2,
     attempt = CASE WHEN $3 = 'failed' THEN attempt ELSE 0 END WHERE id = $1`, c.Replication.ID, f, rec.Status); err != nil {
 			return fmt.Errorf("store facts of %s: %w", c.Replication.ID, err)
+		}
+		if _, err := tx.Exec(ctx, replaceStepWarnings, c.Replication.ID, rec.Phase, rec.Name, w); err != nil {
+			return fmt.Errorf("store warnings of step %s of %s: %w", rec.Name, c.Replication.ID, err)
 		}
 		if _, err := tx.Exec(ctx, finishStep, c.Replication.ID, rec.Phase, rec.Name, rec.Status, rec.Changed,
 			nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error)); err != nil {
