@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // RoleConflictError says that the source bucket's replication configuration already names
@@ -217,4 +218,49 @@ func ptr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+// RulePrefix returns the key prefix a rule's filter selects ("" for the whole bucket, a tag
+// filter, or a legacy rule without one), and whether the filter also asks for tags.
+func RulePrefix(r ReplicationRule) (prefix string, tagged bool) {
+	f := r.Filter
+	switch {
+	case f == nil:
+		if r.Prefix != nil {
+			return *r.Prefix, false
+		}
+		return "", false
+	case f.And != nil:
+		if f.And.Prefix != nil {
+			prefix = *f.And.Prefix
+		}
+		return prefix, len(f.And.Tags) > 0
+	case f.Tag != nil:
+		return "", true
+	case f.Prefix != nil:
+		return *f.Prefix, false
+	}
+	return "", false
+}
+
+// OverlappingRules returns the enabled rules of c that bucketbridge does not own and that select
+// some of the keys rule selects: one prefix is a prefix of the other (tags aside, which only
+// narrow a rule). rule itself, found by ID, is not among them. A rule merged by
+// [MergeReplicationRule] gets the highest priority, and S3 replicates an object that several
+// rules to one destination bucket select by the highest-priority rule alone, so bucketbridge's
+// rule silently outranks each of these that shares its destination.
+// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-add-config.html
+// (Priority, and replicating to multiple destination buckets).
+func OverlappingRules(c ReplicationConfiguration, rule ReplicationRule) []ReplicationRule {
+	ours, _ := RulePrefix(rule)
+	var out []ReplicationRule
+	for _, r := range c.Rules {
+		if r.ID == rule.ID || IsOwnedRuleID(r.ID) || r.Status != "Enabled" {
+			continue
+		}
+		if p, _ := RulePrefix(r); strings.HasPrefix(p, ours) || strings.HasPrefix(ours, p) {
+			out = append(out, cloneRule(r))
+		}
+	}
+	return out
 }

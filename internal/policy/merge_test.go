@@ -251,3 +251,49 @@ func TestMergeDoesNotAlias(t *testing.T) {
 		t.Error("editing the synced policy changed the input")
 	}
 }
+
+func TestOverlappingRules(t *testing.T) {
+	t.Parallel()
+	withPrefix := func(id, prefix string) ReplicationRule {
+		r := rule(id, 1)
+		r.Filter.Prefix = &prefix
+		return r
+	}
+	tagged := func(id, prefix string) ReplicationRule {
+		r := rule(id, 1)
+		r.Filter = &ReplicationRuleFilter{And: &ReplicationRuleAndOperator{Prefix: &prefix, Tags: []Tag{{Key: new("team"), Value: new("a")}}}}
+		return r
+	}
+	tagOnly := rule("tag-only", 1)
+	tagOnly.Filter = &ReplicationRuleFilter{Tag: &Tag{Key: new("k"), Value: new("v")}}
+	disabled := withPrefix("disabled", "logs/")
+	disabled.Status = "Disabled"
+	ours := withPrefix("bucketbridge-req-1", "logs/2024/")
+	tests := []struct {
+		name  string
+		rules []ReplicationRule
+		want  []string
+	}{
+		{"none", nil, nil},
+		{"theirs is a prefix of ours", []ReplicationRule{withPrefix("logs", "logs/")}, []string{"logs"}},
+		{"ours is a prefix of theirs", []ReplicationRule{withPrefix("deep", "logs/2024/01/")}, []string{"deep"}},
+		{"same prefix", []ReplicationRule{withPrefix("same", "logs/2024/")}, []string{"same"}},
+		{"whole bucket", []ReplicationRule{withPrefix("all", "")}, []string{"all"}},
+		{"disjoint", []ReplicationRule{withPrefix("other", "images/"), withPrefix("sibling", "logs/2023/")}, nil},
+		{"tags narrow, the prefix still overlaps", []ReplicationRule{tagged("tagged", "logs/"), tagOnly}, []string{"tagged", "tag-only"}},
+		{"disabled and bucketbridge's own are not someone else's", []ReplicationRule{disabled, withPrefix("bucketbridge-req-2", "logs/")}, nil},
+		{"ours is not its own overlap", []ReplicationRule{ours}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			for _, r := range OverlappingRules(ReplicationConfiguration{Role: roleA, Rules: tt.rules}, ours) {
+				got = append(got, r.ID)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("overlapping rules (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

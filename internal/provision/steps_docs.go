@@ -86,6 +86,7 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 		after.Policy = nil
 		return Result{Before: before, After: after}, nil
 	case sync.Empty:
+		run.wrotePermissions()
 		if _, err := acct.S3.DeleteBucketPolicy(ctx, &s3.DeleteBucketPolicyInput{Bucket: aws.String(dst.Bucket), ExpectedBucketOwner: owner}); err != nil && !IsNotFound(err) {
 			return Result{}, classify(err, call{Account: dst.AccountID, Action: "s3:DeleteBucketPolicy", Resource: dst.Bucket})
 		}
@@ -101,6 +102,7 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 	case current != nil && policy.Equal(*current, sync.Document):
 		return Result{Before: before, After: after}, nil
 	}
+	run.wrotePermissions()
 	_, err = acct.S3.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(dst.Bucket), ExpectedBucketOwner: owner, Policy: aws.String(mustJSON(sync.Document))})
 	if err != nil {
 		return Result{}, writeError(run, err, c)
@@ -169,6 +171,7 @@ func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, sync
 	if policy.Equal(current, s.Document) {
 		return Result{Before: before, After: after}, nil
 	}
+	run.wrotePermissions()
 	_, err = acct.KMS.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{
 		KeyId: aws.String(key), PolicyName: aws.String("default"), Policy: aws.String(mustJSON(s.Document)),
 	})

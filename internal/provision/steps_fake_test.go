@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -381,6 +382,14 @@ func TestAdoptRole(t *testing.T) {
 	if f := run.Facts(); f.RoleName != "legacy-replication" || !f.RoleAdopted || f.RoleCreatedAt != nil {
 		t.Errorf("facts = %+v", f)
 	}
+	if w := res0(t, ctx, run, provision.StepEnsureReplicationRole).Warnings; len(w) != 0 {
+		t.Errorf("adopting a role only S3 may assume warns %+v", w)
+	}
+	// The legacy rule replicates logs/ into the same destination, which
+	// bucketbridge's rule for the whole bucket now outranks.
+	if w := res0(t, ctx, run, provision.StepPutReplicationRule).Warnings; len(w) != 1 || w[0].Code != provision.WarningOverlappingRule || !strings.Contains(w[0].Message, `"legacy-logs"`) {
+		t.Errorf("put_replication_rule warns %+v, want the overlap with legacy-logs", w)
+	}
 	cfg := e.replication(t, srcAcct, "us-east-1", awsfake.DemoSourceBucket)
 	if cfg == nil || cfg.Role != arn || len(cfg.Rules) != 2 || *cfg.Rules[1].Priority != 8 {
 		t.Errorf("configuration after adoption: %+v", cfg)
@@ -403,6 +412,46 @@ func TestAdoptRole(t *testing.T) {
 	cfg = e.replication(t, srcAcct, "us-east-1", awsfake.DemoSourceBucket)
 	if cfg == nil || len(cfg.Rules) != 1 || cfg.Rules[0].ID != "legacy-logs" {
 		t.Errorf("configuration after deprovisioning: %+v", cfg)
+	}
+}
+
+// res0 runs one step again (every step is idempotent) and returns its result.
+func res0(t *testing.T, ctx context.Context, run *provision.Run, name string) provision.Result {
+	t.Helper()
+	res, err := step(t, provision.ProvisionSteps(), name).Run(ctx, run)
+	if err != nil {
+		t.Fatalf("%s again: %v", name, err)
+	}
+	return res
+}
+
+// TestAdoptedRoleTrustedByOthersIsReported: adopting a role that principals
+// other than S3 may assume goes on, with a warning naming them, since they
+// get the replication permissions bucketbridge adds to it.
+func TestAdoptedRoleTrustedByOthersIsReported(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	adoptExisting(e, `{"Version":"2012-10-17","Statement":[
+		{"Effect":"Allow","Principal":{"Service":["s3.amazonaws.com","ec2.amazonaws.com"]},"Action":"sts:AssumeRole"},
+		{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::333333333333:root"},"Action":["sts:AssumeRole","sts:TagSession"]},
+		{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444444444444:root"},"Action":"s3:GetObject"}]}`)
+	run := e.run(t, "req-adopt-wide", demoSpec(), provision.Facts{})
+	res, err := runPhase(ctx, run, through(t, provision.ProvisionSteps(), provision.StepEnsureReplicationRole), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res[provision.StepEnsureReplicationRole].Warnings
+	if len(w) != 1 || w[0].Code != provision.WarningAdoptedRoleTrust {
+		t.Fatalf("warnings %+v, want one about the role's trust", w)
+	}
+	for _, want := range []string{"Service:ec2.amazonaws.com", "AWS:arn:aws:iam::333333333333:root", "legacy-replication"} {
+		if !strings.Contains(w[0].Message, want) {
+			t.Errorf("warning %q does not name %q", w[0].Message, want)
+		}
+	}
+	if strings.Contains(w[0].Message, "444444444444") {
+		t.Errorf("warning %q names a principal that may not assume the role", w[0].Message)
 	}
 }
 
@@ -552,7 +601,7 @@ func TestRoleInvisible(t *testing.T) {
 	e.cloud.Faults(srcAcct).RoleInvisibleFor(500 * time.Millisecond)
 	steps := provision.ProvisionSteps()
 	run := e.run(t, "req-inv", demoSpec(), provision.Facts{})
-	if _, err := runPhase(ctx, run, steps[:6], 0); err != nil {
+	if _, err := runPhase(ctx, run, through(t, steps, provision.StepEnsureReplicationRole), 0); err != nil {
 		t.Fatalf("steps up to ensure_replication_role: %v", err)
 	}
 	for _, name := range []string{"update_destination_key_policy", "update_destination_bucket_policy"} {
@@ -572,7 +621,7 @@ func TestRoleInvisible(t *testing.T) {
 	}
 	// Waiting as Retry asks (shortened) converges.
 	deadline := time.Now().Add(10 * time.Second)
-	for _, s := range steps[6:11] {
+	for _, s := range steps[len(through(t, steps, provision.StepEnsureReplicationRole)):len(through(t, steps, provision.StepPutReplicationRule))] {
 		for {
 			_, err := s.Run(ctx, run)
 			var re *provision.RetryError
@@ -711,8 +760,9 @@ func TestSharedDestination(t *testing.T) {
 	}
 }
 
-// TestCanaryFailure: when a document is missing, verify says replication
-// failed and what to check.
+// TestCanaryFailure: when a document is missing, verify writes the canary
+// again while the request's last permission write may still be
+// propagating, then says replication failed and what to check.
 func TestCanaryFailure(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -720,7 +770,7 @@ func TestCanaryFailure(t *testing.T) {
 	spec := demoSpec()
 	steps := provision.ProvisionSteps()
 	run := e.run(t, "req-canary", spec, provision.Facts{})
-	if _, err := runPhase(ctx, run, steps[:11], 0); err != nil {
+	if _, err := runPhase(ctx, run, through(t, steps, provision.StepPutReplicationRule), 0); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	// Someone puts KB's default policy back, behind bucketbridge's back.
@@ -729,12 +779,17 @@ func TestCanaryFailure(t *testing.T) {
 		PolicyName: aws.String("default"), Policy: aws.String(awsfake.DefaultKeyPolicy(dst.AccountID))}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := step(t, steps, "verify").Run(ctx, run)
+	run.Config.PropagationTimeout = 300 * time.Millisecond
+	res, err := step(t, steps, "verify").Run(ctx, run)
 	d := permanentDetail(t, err)
-	for _, want := range []string{"FAILED", "key policy", "bucket policy"} {
+	for _, want := range []string{"FAILED", "key policy", "bucket policy", "BB_PROPAGATION_TIMEOUT"} {
 		if !strings.Contains(d, want) {
 			t.Errorf("detail %q does not mention %q", d, want)
 		}
+	}
+	b, _ := json.Marshal(res.After)
+	if n := strings.Count(string(b), `"kind":"sse-kms"`); n < 2 || !strings.Contains(string(b), "written again") {
+		t.Errorf("verify recorded %s: want every attempt of the SSE-KMS canary, the first ones written again", b)
 	}
 	out, lerr := e.cloud.S3(srcAcct, "us-east-1").ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(spec.Source.Bucket)})
 	if lerr != nil || len(out.Versions) != 0 {

@@ -188,6 +188,18 @@ func step(t *testing.T, steps []provision.StepDef, name string) provision.StepDe
 	return provision.StepDef{}
 }
 
+// through returns the steps of a table up to and including the one named.
+func through(t *testing.T, steps []provision.StepDef, name string) []provision.StepDef {
+	t.Helper()
+	for i, s := range steps {
+		if s.Name == name {
+			return steps[:i+1]
+		}
+	}
+	t.Fatalf("no step %s", name)
+	return nil
+}
+
 // permanentDetail returns the detail of a permanent error, failing the test
 // unless err is one.
 func permanentDetail(t *testing.T, err error) string {
