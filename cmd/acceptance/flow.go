@@ -102,32 +102,39 @@ func checkCanaries(ctx context.Context, srv *server, id, keyB string) error {
 			continue
 		}
 		b, _ := json.Marshal(st["after"])
-		var rec struct {
-			Canaries []struct {
-				Kind              string `json:"kind"`
-				Status            string `json:"status"`
-				ReplicaEncryption string `json:"replica_encryption"`
-				ReplicaKMSKey     string `json:"replica_kms_key"`
-			} `json:"canaries"`
-		}
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return fmt.Errorf("verify's record of %s: %w", id, err)
-		}
-		replicated := map[string]bool{}
-		for _, c := range rec.Canaries {
-			if c.Status == "COMPLETED" {
-				if !strings.HasPrefix(c.ReplicaEncryption, "aws:kms") || !sameKey(c.ReplicaKMSKey, keyB) {
-					return fmt.Errorf("request %s: the replica of its %s canary is %s %s, not under %s", id, c.Kind, c.ReplicaEncryption, c.ReplicaKMSKey, keyB)
-				}
-				replicated[c.Kind] = true
-			}
-		}
-		if !replicated["sse-kms"] || !replicated["default-encryption"] {
-			return fmt.Errorf("request %s: not both canaries replicated: %s", id, b)
-		}
-		return nil
+		return canariesUnder(id, b, keyB)
 	}
 	return fmt.Errorf("request %s has no verify step", id)
+}
+
+// canariesUnder checks verify's record (after): both kinds of canary
+// replicated, with replicas encrypted with keyB.
+func canariesUnder(id string, after []byte, keyB string) error {
+	var rec struct {
+		Canaries []struct {
+			Kind              string `json:"kind"`
+			Status            string `json:"status"`
+			ReplicaEncryption string `json:"replica_encryption"`
+			ReplicaKMSKey     string `json:"replica_kms_key"`
+		} `json:"canaries"`
+	}
+	if err := json.Unmarshal(after, &rec); err != nil {
+		return fmt.Errorf("verify's record of %s: %w", id, err)
+	}
+	replicated := map[string]bool{}
+	for _, c := range rec.Canaries {
+		if c.Status != "COMPLETED" {
+			continue
+		}
+		if !strings.HasPrefix(c.ReplicaEncryption, "aws:kms") || !sameKey(c.ReplicaKMSKey, keyB) {
+			return fmt.Errorf("request %s: the replica of its %s canary is %s %s, not under %s", id, c.Kind, c.ReplicaEncryption, c.ReplicaKMSKey, keyB)
+		}
+		replicated[c.Kind] = true
+	}
+	if !replicated["sse-kms"] || !replicated["default-encryption"] {
+		return fmt.Errorf("request %s: not both canaries replicated: %s", id, after)
+	}
+	return nil
 }
 
 // sameKey compares a key ID or ARN, as S3 reports it, with a key ARN.

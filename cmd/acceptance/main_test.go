@@ -74,3 +74,27 @@ func TestTheDocumentedProvisionerPoliciesFillIn(t *testing.T) {
 		}
 	}
 }
+
+// The run reads verify's record as the provisioner writes it.
+func TestCanariesAreReadFromVerifysRecord(t *testing.T) {
+	t.Parallel()
+	const keyB = "arn:aws:kms:us-west-2:222222222222:key/22222222-2222-4222-8222-222222222222"
+	record := func(replicaKey string) []byte {
+		return []byte(`{"canaries":[
+ {"kind":"sse-kms","attempt":1,"object":"s3://x/k","version_id":"v1","encryption":"aws:kms","kms_key":"ka","status":"FAILED","outcome":"FAILED within 2m0s (BB_PROPAGATION_TIMEOUT) of the last write of a permission: written again"},
+ {"kind":"sse-kms","attempt":2,"object":"s3://x/k","version_id":"v2","encryption":"aws:kms","kms_key":"ka","status":"COMPLETED","replica_encryption":"aws:kms","replica_kms_key":"` + replicaKey + `","latency_ms":812,"outcome":"replicated"},
+ {"kind":"default-encryption","attempt":1,"object":"s3://x/k","version_id":"v3","encryption":"aws:kms","kms_key":"ka","status":"COMPLETED","replica_encryption":"aws:kms","replica_kms_key":"` + keyB + `","latency_ms":790,"outcome":"replicated"}]}`)
+	}
+	if err := canariesUnder("r", record(keyB), keyB); err != nil {
+		t.Errorf("a record of two replicated canaries under KB: %v", err)
+	}
+	if err := canariesUnder("r", record("22222222-2222-4222-8222-222222222222"), keyB); err != nil {
+		t.Errorf("a replica key given by ID: %v", err)
+	}
+	if err := canariesUnder("r", record("arn:aws:kms:us-west-2:222222222222:key/other"), keyB); err == nil {
+		t.Error("a replica under another key passes")
+	}
+	if err := canariesUnder("r", []byte(`{"canaries":[{"kind":"sse-kms","status":"COMPLETED","replica_encryption":"aws:kms","replica_kms_key":"`+keyB+`"}]}`), keyB); err == nil {
+		t.Error("a record without the default-encryption canary passes")
+	}
+}
