@@ -140,6 +140,12 @@ type Facts struct {
 	// carries both, so whichever of them is deprovisioned last restores it.
 	SourceEncryptionSet    bool                     `json:"source_encryption_set,omitempty"`
 	SourceEncryptionBefore *policy.BucketEncryption `json:"source_encryption_before,omitempty"`
+	// SourceEncryptionDecided: set_source_default_encryption has decided
+	// for this request (set the setting, or found it and remembered what
+	// it was if a request had set it); only then does the request count as
+	// asking for it when another request's removal decides whether to
+	// restore it.
+	SourceEncryptionDecided bool `json:"source_encryption_decided,omitempty"`
 	// CanaryLatency is how long the canary took to replicate.
 	CanaryLatency time.Duration `json:"canary_latency_ns,omitempty"`
 }

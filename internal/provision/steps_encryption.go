@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -170,19 +171,34 @@ func restoreSourceDefaultEncryption(ctx context.Context, run *Run) (Result, erro
 // syncSourceEncryption decides X's default encryption from the requests
 // that hold documents on X and ask for set_source_default_encryption with
 // the same key (Run.peers), under the setting's lock, as the policy steps
-// decide their documents: while any asks, it is SSE-KMS with KA (set, and
-// what it was before remembered in the facts of every request that asks,
-// when it was SSE-S3 or none); when none is left, what it was before is
-// restored, unless someone changed it meanwhile.
+// decide their documents: while any asks, it is SSE-KMS with KA; when none
+// is left, what it was before is restored, unless someone changed it
+// meanwhile.
+//
+// What it was before is remembered in the facts of the request that set it,
+// and of every request that asks for it afterwards: a request that finds it
+// set copies the memory from another asker, or from a request being
+// deprovisioned whose removal has not reached the setting yet (whose removal
+// then sees this request asking and leaves the setting). A request counts
+// as asking once its own step has decided (SourceEncryptionDecided), so that
+// a removal never leaves the setting to a request that could not know what
+// it was: one that has not decided yet sets it again itself, after the
+// removal restored it, and remembers that.
 func syncSourceEncryption(ctx context.Context, run *Run) (Result, error) {
 	src := run.Replication.Source
-	peers, err := run.peers(ctx, PeerFilter{SourceBucket: src.Bucket})
+	peers, err := run.peers(ctx, PeerFilter{SourceBucket: src.Bucket, Leaving: run.Replication.Phase == PhaseProvision})
 	if err != nil {
 		return Result{}, err
 	}
-	var askers []Peer
+	var askers, leaving []Peer
 	for _, p := range peers {
-		if p.SetSourceDefaultEncryption && p.Source.KMSKeyARN == src.KMSKeyARN {
+		if !p.SetSourceDefaultEncryption || p.Source.KMSKeyARN != src.KMSKeyARN {
+			continue
+		}
+		switch {
+		case slices.Contains(LeavingStates, p.State) && p.ID != run.Replication.ID:
+			leaving = append(leaving, p)
+		case p.ID == run.Replication.ID || p.Facts.SourceEncryptionDecided:
 			askers = append(askers, p)
 		}
 	}
@@ -192,6 +208,7 @@ func syncSourceEncryption(ctx context.Context, run *Run) (Result, error) {
 	}
 	before := encryptionState{Bucket: src.Bucket, Configuration: current}
 	facts := run.Facts()
+	decided := func() { run.Learn(func(f *Facts) { f.SourceEncryptionDecided = true }) }
 	switch {
 	case len(askers) > 0 && run.Replication.Phase == PhaseDeprovision:
 		kept := before
@@ -204,7 +221,7 @@ func syncSourceEncryption(ctx context.Context, run *Run) (Result, error) {
 		// Already SSE-KMS with KA: set by another request (whose memory
 		// of the previous setting this one shares), or by the bucket's owner.
 		if !facts.SourceEncryptionSet {
-			for _, p := range askers {
+			for _, p := range append(askers, leaving...) {
 				if p.ID != run.Replication.ID && p.Facts.SourceEncryptionSet {
 					prev := p.Facts.SourceEncryptionBefore
 					run.Learn(func(f *Facts) { f.SourceEncryptionSet, f.SourceEncryptionBefore = true, prev })
@@ -212,6 +229,7 @@ func syncSourceEncryption(ctx context.Context, run *Run) (Result, error) {
 				}
 			}
 		}
+		decided()
 		return Result{Before: before, After: before}, nil
 	case len(askers) > 0 && current != nil && current.Default().IsKMS():
 		return Result{}, Permanent(fmt.Sprintf("source bucket %s's default encryption is SSE-KMS with key %s, not the source key %s, which it was not at inspection: bucketbridge replaces only SSE-S3 (or no) default encryption; make %s the default key or deprovision this request", src.Bucket, current.Default().KMSKeyID, src.KMSKeyARN, src.KMSKeyARN), nil)
@@ -223,6 +241,7 @@ func syncSourceEncryption(ctx context.Context, run *Run) (Result, error) {
 			// what it was.
 			run.Learn(func(f *Facts) { f.SourceEncryptionSet, f.SourceEncryptionBefore = true, current })
 		}
+		decided()
 		if err := putBucketEncryption(ctx, run.Source, src, want); err != nil {
 			return Result{}, err
 		}

@@ -796,3 +796,94 @@ func TestCanaryFailure(t *testing.T) {
 		t.Errorf("canary left behind: %v %v", out, lerr)
 	}
 }
+
+// TestSourceDefaultEncryptionIsHandedOverBetweenRequests: two requests from
+// one SSE-S3 bucket ask for the source key as its default, and the first is
+// deprovisioned while the second is being provisioned. Whether the second
+// decides before the first's removal reaches the setting (it then learns
+// from the leaving request what the setting was, and the removal leaves it)
+// or after (the removal restores it and the second sets it again), the
+// setting stays while the second holds it, and the second's removal
+// restores SSE-S3.
+func TestSourceDefaultEncryptionIsHandedOverBetweenRequests(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		newFirst bool
+	}{
+		{"the new request decides while the old one is leaving", true},
+		{"the old one restores before the new request decides", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testCtx(t)
+			e := setup(t)
+			spec := func(prefix string) provision.Spec {
+				s := demoSpec()
+				s.Source.Bucket, s.SetSourceDefaultEncryption, s.Rule.Prefix, s.Verify = awsfake.DemoSourceSSES3Bucket, true, prefix, false
+				return s
+			}
+			defaultOf := func() string {
+				t.Helper()
+				out, err := e.cloud.S3(srcAcct, "us-east-1").GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(awsfake.DemoSourceSSES3Bucket)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := out.ServerSideEncryptionConfiguration.Rules[0].ApplyServerSideEncryptionByDefault
+				return string(d.SSEAlgorithm) + " " + aws.ToString(d.KMSMasterKeyID)
+			}
+			kmsKA, sseS3 := "aws:kms "+awsfake.DemoSourceKey, "AES256 "
+			up, down := provision.ProvisionSteps(), provision.DeprovisionSteps()
+			inspected := len(through(t, up, provision.StepInspectDestination))
+
+			one := e.run(t, "req-one", spec("one/"), provision.Facts{})
+			if _, err := runPhase(ctx, one, up, 0); err != nil {
+				t.Fatal(err)
+			}
+			two := e.run(t, "req-two", spec("two/"), provision.Facts{})
+			if _, err := runPhase(ctx, two, up[:inspected], 0); err != nil {
+				t.Fatal(err)
+			}
+			leaving := e.run(t, "req-one", spec("one/"), one.Facts())
+			if _, err := runPhase(ctx, leaving, through(t, down, provision.StepRemoveReplicationRule), 0); err != nil {
+				t.Fatal(err)
+			}
+			rest := down[len(through(t, down, provision.StepRemoveReplicationRule)):]
+			var removal map[string]provision.Result
+			var err error
+			if tt.newFirst {
+				if _, err := runPhase(ctx, two, up[inspected:], 0); err != nil {
+					t.Fatal(err)
+				}
+				removal, err = runPhase(ctx, leaving, rest, 0)
+			} else {
+				removal, err = runPhase(ctx, leaving, rest, 0)
+				if got := defaultOf(); got != sseS3 {
+					t.Errorf("after the only decided request left, the default is %q, want SSE-S3 restored", got)
+				}
+				if err == nil {
+					_, err = runPhase(ctx, two, up[inspected:], 0)
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.locks.done("req-one")
+			if got := defaultOf(); got != kmsKA {
+				t.Errorf("while the second request holds it, the default is %q, want %q", got, kmsKA)
+			}
+			if restored := removal[provision.StepRestoreSourceDefaultEncryption].Changed; restored == tt.newFirst {
+				t.Errorf("the first request's removal restored the setting: %v, want %v", restored, !tt.newFirst)
+			}
+			if f := two.Facts(); !f.SourceEncryptionSet || f.SourceEncryptionBefore == nil || f.SourceEncryptionBefore.Default().Algorithm != policy.SSES3 {
+				t.Errorf("the second request remembers %+v, want that it was SSE-S3", f.SourceEncryptionBefore)
+			}
+			if _, err := runPhase(ctx, e.run(t, "req-two", spec("two/"), two.Facts()), down, 0); err != nil {
+				t.Fatal(err)
+			}
+			if got := defaultOf(); got != sseS3 {
+				t.Errorf("after both left, the default is %q, want SSE-S3", got)
+			}
+		})
+	}
+}

@@ -24,12 +24,13 @@ type locks struct {
 	mu sync.Mutex
 	m  map[string]chan struct{}
 
-	heldMu sync.Mutex
-	held   map[string]*provision.Run
+	heldMu  sync.Mutex
+	held    map[string]*provision.Run
+	leaving map[string]*provision.Run
 }
 
 func newLocks() *locks {
-	return &locks{m: map[string]chan struct{}{}, held: map[string]*provision.Run{}}
+	return &locks{m: map[string]chan struct{}{}, held: map[string]*provision.Run{}, leaving: map[string]*provision.Run{}}
 }
 
 // Peers has the signature of Run.Peers: the held requests, with what their
@@ -38,10 +39,19 @@ func (l *locks) Peers(_ context.Context, f provision.PeerFilter) ([]provision.Pe
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
 	var out []provision.Peer
-	for _, r := range l.held {
+	add := func(r *provision.Run, state provision.State) {
 		p := provision.Peer{Replication: r.Replication, Facts: r.Facts()}
+		p.State = state
 		if (f.SourceBucket == "" || f.SourceBucket == p.Source.Bucket) && (f.DestinationBucket == "" || f.DestinationBucket == p.Destination.Bucket) {
 			out = append(out, p)
+		}
+	}
+	for _, r := range l.held {
+		add(r, provision.StateRunning)
+	}
+	if f.Leaving {
+		for _, r := range l.leaving {
+			add(r, provision.StateDeprovisioning)
 		}
 	}
 	return out, nil
@@ -53,14 +63,27 @@ func (l *locks) hold(run *provision.Run) {
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
 	l.held[run.Replication.ID] = run
+	delete(l.leaving, run.Replication.ID)
 }
 
 // release records that a request no longer holds documents, as one being
-// deprovisioned does.
+// deprovisioned does; it is leaving until done says it is gone.
 func (l *locks) release(id string) {
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
+	if r, ok := l.held[id]; ok {
+		l.leaving[id] = r
+	}
 	delete(l.held, id)
+}
+
+// done records that a request is deprovisioned: it is neither holding nor
+// leaving.
+func (l *locks) done(id string) {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	delete(l.held, id)
+	delete(l.leaving, id)
 }
 
 // sharedOf finds the locks a run was opened with, for runPhase.

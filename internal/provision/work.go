@@ -78,7 +78,8 @@ type WorkStore interface {
 	Release(ctx context.Context, c *Claim) error
 	// Lock takes the advisory locks named by keys until unlock is called.
 	Lock(ctx context.Context, keys ...string) (unlock func(), err error)
-	// Peers lists the requests in HoldingStates that f selects. Read under
+	// Peers lists the requests in HoldingStates (and LeavingStates, when
+	// f.Leaving) that f selects. Read under
 	// a document's lock, it is the source of truth for who needs a grant in
 	// that document: two concurrent removals cannot both misread it, as
 	// they would by asking AWS.
@@ -93,11 +94,19 @@ type WorkStore interface {
 // giving its grants up.
 var HoldingStates = []State{StateRunning, StateSucceeded, StateFailed, StateCancelled}
 
+// LeavingStates are the states of requests that are giving their
+// documents up: their removal may not have reached a document yet.
+var LeavingStates = []State{StateDeprovisioning, StateDeprovisionFailed}
+
 // PeerFilter selects requests by source or destination bucket ("" matches
 // any).
 type PeerFilter struct {
 	SourceBucket      string
 	DestinationBucket string
+	// Leaving also selects the requests in LeavingStates, for what only
+	// they may remember (what a shared setting was before bucketbridge
+	// changed it).
+	Leaving bool
 }
 
 // Peer is a request in one of HoldingStates that may share a document (a

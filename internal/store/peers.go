@@ -21,12 +21,18 @@ type peerRow struct {
 	Facts []byte
 }
 
-// Peers lists the requests in provision.HoldingStates from f's source
-// bucket or into its destination bucket.
+// Peers lists the requests in provision.HoldingStates (and
+// provision.LeavingStates with f.Leaving) from f's source bucket or into its
+// destination bucket.
 func (s *Store) Peers(ctx context.Context, f provision.PeerFilter) ([]provision.Peer, error) {
-	states := make([]string, len(provision.HoldingStates))
-	for i, st := range provision.HoldingStates {
-		states[i] = string(st)
+	var states []string
+	for _, st := range provision.HoldingStates {
+		states = append(states, string(st))
+	}
+	if f.Leaving {
+		for _, st := range provision.LeavingStates {
+			states = append(states, string(st))
+		}
 	}
 	rows, err := s.pool.Query(ctx, selectPeers, states, f.SourceBucket, f.DestinationBucket)
 	if err != nil {

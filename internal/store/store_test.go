@@ -423,6 +423,18 @@ func TestPeersAreTheRequestsHoldingDocumentsOnABucket(t *testing.T) {
 	if err != nil || len(peers) != 1 || peers[0].ID != other.ID {
 		t.Errorf("peers from %s = %v, %v", other.Source.Bucket, peers, err)
 	}
+	// With Leaving, the one being deprovisioned is among them too.
+	peers, err = s.Peers(ctx, provision.PeerFilter{DestinationBucket: "dst-a", Leaving: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, p := range peers {
+		got = append(got, p.ID)
+	}
+	if diff := cmp.Diff([]string{removed.ID, running.ID, cancelled.ID}, got); diff != "" {
+		t.Errorf("peers into dst-a, leaving ones too (-want +got):\n%s", diff)
+	}
 }
 
 // TestStepWarningsReplaceTheirOwnAndKeepOthers: the warnings a step reports
