@@ -9,7 +9,7 @@ export MOTO_URL ?= http://127.0.0.1:5000
 DEV_DATABASE ?= bucketbridge_dev
 REDOCLY := node_modules/.bin/redocly
 
-.PHONY: run run-moto reset-dev stop-moto test lint bench postgres moto
+.PHONY: run run-moto reset-dev stop-moto test lint bench acceptance postgres moto
 
 ## run: the server in dev mode (in-memory AWS) against local Postgres.
 run: postgres
@@ -45,6 +45,13 @@ lint: $(REDOCLY)
 $(REDOCLY): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+## acceptance: the whole flow against real AWS, in the two accounts of the
+## profiles BB_ACCEPTANCE_SOURCE_PROFILE and BB_ACCEPTANCE_DESTINATION_PROFILE
+## (README, Acceptance run on real AWS). Not part of make test. Without the
+## profiles it says what it needs and exits 0, claiming nothing.
+acceptance:
+	go run ./cmd/acceptance
 
 ## bench: benchmarks (not run by CI), each against a baseline of the same run; results go to docs/BENCHMARKS.md.
 bench: postgres

@@ -35,7 +35,7 @@ var requestFields = []string{
 	"source.account_id", "source.region", "source.bucket", "source.kms_key_arn",
 	"destination.account_id", "destination.region", "destination.bucket", "destination.kms_key_arn",
 	"rule.prefix", "rule.storage_class", "rule.delete_marker_replication", "rule.replica_modifications",
-	"rule.replication_time_control", "enable_versioning", "verify", "ticket", "callback_url", "dry_run",
+	"rule.replication_time_control", "enable_versioning", "set_source_default_encryption", "verify", "ticket", "callback_url", "dry_run",
 }
 
 // listParameters are the query parameters of the listing.

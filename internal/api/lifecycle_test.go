@@ -27,11 +27,21 @@ func TestDryRunShowsTheDocumentsAndStoresNothing(t *testing.T) {
 		t.Errorf("replication_role_arn = %v", got)
 	}
 	docs := body["documents"].(map[string]any)
-	for _, name := range []string{"trust_policy", "role_policy", "destination_key_policy_statement",
+	for _, name := range []string{"trust_policy", "role_policies", "destination_key_policy_statement",
 		"destination_bucket_policy_statements", "replication_rule"} {
 		if docs[name] == nil {
 			t.Errorf("documents.%s missing", name)
 		}
+	}
+	roles := docs["role_policies"].(map[string]any)
+	if inline := roles["inline"].([]any); len(inline) != 1 || inline[0].(map[string]any)["name"] != "bucketbridge-replication" {
+		t.Errorf("role_policies.inline = %v, want the role's one inline policy bucketbridge-replication", roles["inline"])
+	}
+	if managed := roles["managed"].([]any); len(managed) != 0 {
+		t.Errorf("role_policies.managed = %v, want [] for one request", managed)
+	}
+	if v, ok := docs["source_default_encryption"]; !ok || v != nil {
+		t.Errorf("source_default_encryption = %v (present %v), want null when the request does not ask for it", v, ok)
 	}
 	if !strings.Contains(string(r.body), "kms:ViaService") || !strings.Contains(string(r.body), "arn:aws:s3:::demo-destination/reports/*") {
 		t.Errorf("documents lack the conditioned, prefix-scoped grants:\n%s", r.body)

@@ -58,7 +58,8 @@ func TestCreateReadRoundTrip(t *testing.T) {
 		t.Errorf("Location = %q", got)
 	}
 	for field, want := range map[string]any{"state": "pending", "cloud": "fake", "verify": true,
-		"enable_versioning": false, "ticket": "OPS-1", "attempt": 0.0, "last_error": nil, "finished_at": nil} {
+		"enable_versioning": false, "set_source_default_encryption": false, "warnings": []any{},
+		"ticket": "OPS-1", "attempt": 0.0, "last_error": nil, "finished_at": nil} {
 		if diff := cmp.Diff(want, created[field]); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", field, diff)
 		}
@@ -242,6 +243,29 @@ func TestIdempotencyKey(t *testing.T) {
 	other := f.do("POST", "/v1/replications", request("other-source"), "Idempotency-Key", "OPS-1-created")
 	if other.status != http.StatusUnprocessableEntity {
 		t.Errorf("same key, other body = %d %s", other.status, other.body)
+	}
+}
+
+// TestSetSourceDefaultEncryptionIsPartOfTheRequest: the option is stored
+// and shown, and a retry that drops it is another request for its
+// Idempotency-Key.
+func TestSetSourceDefaultEncryptionIsPartOfTheRequest(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	b := request("demo-source-sse-s3")
+	b["set_source_default_encryption"] = true
+	r := f.do("POST", "/v1/replications", b, "Idempotency-Key", "OPS-2")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("create = %d %s", r.status, r.body)
+	}
+	id := r.json(t)["id"].(string)
+	got := f.do("GET", "/v1/replications/"+id, nil).json(t)
+	if got["set_source_default_encryption"] != true {
+		t.Errorf("set_source_default_encryption = %v, want true", got["set_source_default_encryption"])
+	}
+	delete(b, "set_source_default_encryption")
+	if again := f.do("POST", "/v1/replications", b, "Idempotency-Key", "OPS-2"); again.status != http.StatusUnprocessableEntity {
+		t.Errorf("the same key without the option = %d %s, want 422", again.status, again.body)
 	}
 }
 

@@ -12,7 +12,8 @@ import (
 
 // The JSON shapes of the API, written by hand so that the domain types can
 // change without changing the contract (openapi.yaml). One rule for empty
-// values in answers: a field that can be empty is always present, as null.
+// values in answers: a field that can be empty is always present, as null
+// for a value and [] for a list.
 
 // sideJSON is one end of a replication.
 type sideJSON struct {
@@ -56,14 +57,19 @@ type specJSON struct {
 	Destination      sideJSON `json:"destination"`
 	Rule             ruleJSON `json:"rule"`
 	EnableVersioning bool     `json:"enable_versioning"`
-	Verify           bool     `json:"verify"`
-	Ticket           string   `json:"ticket"`
-	CallbackURL      string   `json:"callback_url"`
+	// SetSourceDefaultEncryption is omitted from the request's hash when
+	// false, so that a retry of a request sent before the option existed
+	// still matches its Idempotency-Key.
+	SetSourceDefaultEncryption bool   `json:"set_source_default_encryption,omitempty"`
+	Verify                     bool   `json:"verify"`
+	Ticket                     string `json:"ticket"`
+	CallbackURL                string `json:"callback_url"`
 }
 
 func (s specJSON) domain() provision.Spec {
 	return provision.Spec{Source: s.Source.domain(), Destination: s.Destination.domain(), Rule: s.Rule.domain(),
-		EnableVersioning: s.EnableVersioning, Verify: s.Verify, Ticket: s.Ticket, CallbackURL: s.CallbackURL}
+		EnableVersioning: s.EnableVersioning, SetSourceDefaultEncryption: s.SetSourceDefaultEncryption,
+		Verify: s.Verify, Ticket: s.Ticket, CallbackURL: s.CallbackURL}
 }
 
 // createBody is the body of POST /v1/replications; absent options take
@@ -85,31 +91,52 @@ type rejectBody struct {
 
 // replicationJSON is a replication request as the API shows it.
 type replicationJSON struct {
-	ID               string          `json:"id"`
-	Source           sideJSON        `json:"source"`
-	Destination      sideJSON        `json:"destination"`
-	Rule             ruleJSON        `json:"rule"`
-	EnableVersioning bool            `json:"enable_versioning"`
-	Verify           bool            `json:"verify"`
-	Ticket           *string         `json:"ticket"`
-	CallbackURL      *string         `json:"callback_url"`
-	State            provision.State `json:"state"`
-	Phase            provision.Phase `json:"phase"`
-	CancelRequested  bool            `json:"cancel_requested"`
-	CurrentStep      *string         `json:"current_step"`
-	Attempt          int             `json:"attempt"`
-	LastError        json.RawMessage `json:"last_error"`
-	RequestedBy      string          `json:"requested_by"`
-	ApprovedBy       *string         `json:"approved_by"`
-	ApprovedAt       *time.Time      `json:"approved_at"`
-	RejectedBy       *string         `json:"rejected_by"`
-	RejectedAt       *time.Time      `json:"rejected_at"`
-	RejectionReason  *string         `json:"rejection_reason"`
-	CreatedAt        time.Time       `json:"created_at"`
-	UpdatedAt        time.Time       `json:"updated_at"`
-	FinishedAt       *time.Time      `json:"finished_at"`
-	Cloud            string          `json:"cloud"`
-	Links            links           `json:"links"`
+	ID               string   `json:"id"`
+	Source           sideJSON `json:"source"`
+	Destination      sideJSON `json:"destination"`
+	Rule             ruleJSON `json:"rule"`
+	EnableVersioning bool     `json:"enable_versioning"`
+	// SetSourceDefaultEncryption is the option of the request body.
+	SetSourceDefaultEncryption bool            `json:"set_source_default_encryption"`
+	Verify                     bool            `json:"verify"`
+	Ticket                     *string         `json:"ticket"`
+	CallbackURL                *string         `json:"callback_url"`
+	State                      provision.State `json:"state"`
+	Phase                      provision.Phase `json:"phase"`
+	CancelRequested            bool            `json:"cancel_requested"`
+	CurrentStep                *string         `json:"current_step"`
+	Attempt                    int             `json:"attempt"`
+	LastError                  json.RawMessage `json:"last_error"`
+	// Warnings is always a list, [] when there is none.
+	Warnings        []warningJSON `json:"warnings"`
+	RequestedBy     string        `json:"requested_by"`
+	ApprovedBy      *string       `json:"approved_by"`
+	ApprovedAt      *time.Time    `json:"approved_at"`
+	RejectedBy      *string       `json:"rejected_by"`
+	RejectedAt      *time.Time    `json:"rejected_at"`
+	RejectionReason *string       `json:"rejection_reason"`
+	CreatedAt       time.Time     `json:"created_at"`
+	UpdatedAt       time.Time     `json:"updated_at"`
+	FinishedAt      *time.Time    `json:"finished_at"`
+	Cloud           string        `json:"cloud"`
+	Links           links         `json:"links"`
+}
+
+// warningJSON is something a step found that the caller should know
+// although the request went on.
+type warningJSON struct {
+	Phase   provision.Phase `json:"phase"`
+	Step    string          `json:"step"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+}
+
+func warningsOf(ws []provision.Warning) []warningJSON {
+	out := make([]warningJSON, len(ws))
+	for i, w := range ws {
+		out[i] = warningJSON{Phase: w.Phase, Step: w.Step, Code: w.Code, Message: w.Message}
+	}
+	return out
 }
 
 type links struct {
@@ -125,10 +152,10 @@ func replicationOf(r provision.Replication, cloud string) replicationJSON {
 	self := replicationPath(r.ID)
 	return replicationJSON{
 		ID: r.ID, Source: sideOf(r.Source), Destination: sideOf(r.Destination), Rule: ruleOf(r.Rule),
-		EnableVersioning: r.EnableVersioning, Verify: r.Verify,
+		EnableVersioning: r.EnableVersioning, SetSourceDefaultEncryption: r.SetSourceDefaultEncryption, Verify: r.Verify,
 		Ticket: orNull(r.Ticket), CallbackURL: orNull(r.CallbackURL),
 		State: r.State, Phase: r.Phase, CancelRequested: r.CancelRequested, CurrentStep: orNull(r.CurrentStep),
-		Attempt: r.Attempt, LastError: r.LastError, RequestedBy: r.RequestedBy,
+		Attempt: r.Attempt, LastError: r.LastError, Warnings: warningsOf(r.Warnings), RequestedBy: r.RequestedBy,
 		ApprovedBy: orNull(r.ApprovedBy), ApprovedAt: r.ApprovedAt,
 		RejectedBy: orNull(r.RejectedBy), RejectedAt: r.RejectedAt, RejectionReason: orNull(r.RejectionReason),
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt,
@@ -232,18 +259,46 @@ type planJSON struct {
 
 type documentsJSON struct {
 	TrustPolicy                       policy.Document    `json:"trust_policy"`
-	RolePolicy                        namedPolicyJSON    `json:"role_policy"`
+	RolePolicies                      rolePoliciesJSON   `json:"role_policies"`
 	DestinationKeyPolicyStatement     policy.Statement   `json:"destination_key_policy_statement"`
 	DestinationBucketPolicyStatements []policy.Statement `json:"destination_bucket_policy_statements"`
 	// SourceKeyPolicyStatement is null when the source key delegates to
 	// its account's IAM.
-	SourceKeyPolicyStatement *policy.Statement      `json:"source_key_policy_statement"`
-	ReplicationRule          policy.ReplicationRule `json:"replication_rule"`
+	SourceKeyPolicyStatement *policy.Statement `json:"source_key_policy_statement"`
+	// SourceDefaultEncryption is null unless the request sets the source
+	// bucket's default encryption.
+	SourceDefaultEncryption *policy.BucketEncryption `json:"source_default_encryption"`
+	ReplicationRule         policy.ReplicationRule   `json:"replication_rule"`
+}
+
+// rolePoliciesJSON are the replication role's permission documents: its
+// inline policy, and the customer-managed policies attached to it when the
+// inline budget runs out ([] when none).
+type rolePoliciesJSON struct {
+	Inline  []namedPolicyJSON   `json:"inline"`
+	Managed []managedPolicyJSON `json:"managed"`
 }
 
 type namedPolicyJSON struct {
 	Name     string          `json:"name"`
 	Document policy.Document `json:"document"`
+}
+
+type managedPolicyJSON struct {
+	Name     string          `json:"name"`
+	ARN      string          `json:"arn"`
+	Document policy.Document `json:"document"`
+}
+
+func rolePoliciesOf(p policy.RolePolicies) rolePoliciesJSON {
+	out := rolePoliciesJSON{Inline: make([]namedPolicyJSON, len(p.Inline)), Managed: make([]managedPolicyJSON, len(p.Managed))}
+	for i, n := range p.Inline {
+		out.Inline[i] = namedPolicyJSON{Name: n.Name, Document: n.Document}
+	}
+	for i, m := range p.Managed {
+		out.Managed[i] = managedPolicyJSON{Name: m.Name, ARN: m.ARN, Document: m.Document}
+	}
+	return out
 }
 
 // planOf renders p; needsApproval says whether the caller's request would
@@ -260,10 +315,11 @@ func planOf(p policy.Documents, needsApproval bool, destination string) planJSON
 		ReplicationRoleARN: p.ReplicationRoleARN,
 		Documents: documentsJSON{
 			TrustPolicy:                       d.TrustPolicy,
-			RolePolicy:                        namedPolicyJSON{Name: d.RolePolicy.Name, Document: d.RolePolicy.Document},
+			RolePolicies:                      rolePoliciesOf(d.RolePolicies),
 			DestinationKeyPolicyStatement:     d.DestinationKeyPolicyStatement,
 			DestinationBucketPolicyStatements: d.DestinationBucketPolicyStatements,
 			SourceKeyPolicyStatement:          d.SourceKeyPolicyStatement,
+			SourceDefaultEncryption:           d.SourceDefaultEncryption,
 			ReplicationRule:                   d.ReplicationRule,
 		},
 		Notes: notes,

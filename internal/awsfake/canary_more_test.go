@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -300,6 +301,47 @@ func TestCanaryObjectLock(t *testing.T) {
 	}
 }
 
+// A replica of an object without retention gets the destination bucket's
+// default retention; one of an object with its own retention keeps that,
+// overriding the destination's default, as S3 does.
+func TestReplicaRetentionFromSourceOrDestinationDefault(t *testing.T) {
+	t.Parallel()
+	c := newCanaryCloud(t)
+	if err := c.AddBucket(DemoDestinationAccount, DemoDestinationRegion, "compliance-destination", BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoDestinationKey,
+		ObjectLock: &s3types.ObjectLockConfiguration{ObjectLockEnabled: s3types.ObjectLockEnabledEnabled,
+			Rule: &s3types.ObjectLockRule{DefaultRetention: &s3types.DefaultRetention{Mode: s3types.ObjectLockRetentionModeCompliance, Days: aws.Int32(3)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rc := replicationCase{source: DemoSourceBucket, destination: "compliance-destination"}
+	setupReplication(t, c, rc)
+	before := time.Now()
+	r := putAndReplicate(t, c, rc.source, rc.destination, &s3.PutObjectInput{Key: aws.String("plain")})
+	wantReplicated(t, r, s3types.ReplicationStatusCompleted)
+	if until := aws.ToTime(r.replica.ObjectLockRetainUntilDate); r.replica.ObjectLockMode != s3types.ObjectLockModeCompliance || until.Before(before.Add(71*time.Hour)) {
+		t.Errorf("replica of an object without retention: %q until %v, want the destination's COMPLIANCE default of 3 days", r.replica.ObjectLockMode, until)
+	}
+
+	locked := newCanaryCloud(t)
+	if err := locked.AddBucket(DemoSourceAccount, DemoSourceRegion, "locked-source", BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoSourceKey, BucketKey: true,
+		ObjectLock: &s3types.ObjectLockConfiguration{ObjectLockEnabled: s3types.ObjectLockEnabledEnabled}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := locked.AddBucket(DemoDestinationAccount, DemoDestinationRegion, "compliance-destination", BucketOptions{Versioning: s3types.BucketVersioningStatusEnabled, KMSKey: DemoDestinationKey,
+		ObjectLock: &s3types.ObjectLockConfiguration{ObjectLockEnabled: s3types.ObjectLockEnabledEnabled,
+			Rule: &s3types.ObjectLockRule{DefaultRetention: &s3types.DefaultRetention{Mode: s3types.ObjectLockRetentionModeCompliance, Days: aws.Int32(3)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rc = replicationCase{source: "locked-source", destination: "compliance-destination", objectLock: true}
+	setupReplication(t, locked, rc)
+	until := time.Now().Add(time.Hour).Truncate(time.Second)
+	r = putAndReplicate(t, locked, rc.source, rc.destination, &s3.PutObjectInput{Key: aws.String("governed"),
+		ObjectLockMode: s3types.ObjectLockModeGovernance, ObjectLockRetainUntilDate: aws.Time(until)})
+	wantReplicated(t, r, s3types.ReplicationStatusCompleted)
+	if r.replica.ObjectLockMode != s3types.ObjectLockModeGovernance || !aws.ToTime(r.replica.ObjectLockRetainUntilDate).Equal(until) {
+		t.Errorf("replica of an object with GOVERNANCE retention: %q until %v, want the source's", r.replica.ObjectLockMode, aws.ToTime(r.replica.ObjectLockRetainUntilDate))
+	}
+}
+
 // The role's permissions may come from attached managed policies only.
 func TestCanaryManagedPolicies(t *testing.T) {
 	t.Parallel()
@@ -374,5 +416,24 @@ func TestDemoDefaultEncryption(t *testing.T) {
 	}
 	if _, err := c.KMS(DemoSourceAccount, DemoSourceRegion).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(DemoSourceOtherKey)}); err != nil {
 		t.Errorf("the second source key: %v", err)
+	}
+}
+
+// FailReplication fails exactly the next n replications from the account,
+// with the reason S3 gives a role it cannot use yet, and the objects put
+// afterwards replicate again.
+func TestFailReplicationFailsTheNextReplications(t *testing.T) {
+	t.Parallel()
+	c := newCanaryCloud(t)
+	rc := replicationCase{source: DemoSourceBucket, destination: DemoDestinationBucket}
+	setupReplication(t, c, rc)
+	c.Faults(DemoSourceAccount).FailReplication(2)
+	for i, want := range []s3types.ReplicationStatus{s3types.ReplicationStatusFailed, s3types.ReplicationStatusFailed, s3types.ReplicationStatusCompleted} {
+		r := putAndReplicate(t, c, rc.source, rc.destination, &s3.PutObjectInput{Key: aws.String(fmt.Sprintf("object-%d", i))})
+		if want == s3types.ReplicationStatusFailed {
+			wantReplicated(t, r, want, "AssumeRoleNotPermitted", "propagation")
+		} else {
+			wantReplicated(t, r, want)
+		}
 	}
 }

@@ -221,3 +221,77 @@ func scenarioObjectLock(t *testing.T, w world) {
 		t.Error("the version deleted with a bypass is still there")
 	}
 }
+
+// scenarioRestoreDefaultEncryption: a bucket's default encryption can be
+// read, replaced by SSE-KMS, put back as it was, and deleted, as
+// set_source_default_encryption and its removal do.
+func scenarioRestoreDefaultEncryption(t *testing.T, w world) {
+	ctx := context.Background()
+	a := randomAccount()
+	cl := assume(t, w, a, "us-east-1")
+	key := must1[*kms.CreateKeyOutput](t, "create key")(cl.kms.CreateKey(ctx, &kms.CreateKeyInput{}))
+	b := newBucket(t, cl, "us-east-1", true)
+	sseS3 := &s3types.ServerSideEncryptionConfiguration{Rules: []s3types.ServerSideEncryptionRule{{
+		ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAes256},
+	}}}
+	must1[*s3.PutBucketEncryptionOutput](t, "put SSE-S3")(cl.s3.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(b), ServerSideEncryptionConfiguration: sseS3}))
+	kmsCfg := &s3types.ServerSideEncryptionConfiguration{Rules: []s3types.ServerSideEncryptionRule{{
+		ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAwsKms, KMSMasterKeyID: key.KeyMetadata.Arn},
+		BucketKeyEnabled:                   aws.Bool(true),
+	}}}
+	must1[*s3.PutBucketEncryptionOutput](t, "put SSE-KMS")(cl.s3.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(b), ServerSideEncryptionConfiguration: kmsCfg}))
+	must1[*s3.PutBucketEncryptionOutput](t, "put SSE-S3 back")(cl.s3.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(b), ServerSideEncryptionConfiguration: sseS3}))
+	got := must1[*s3.GetBucketEncryptionOutput](t, "get encryption")(cl.s3.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(b)}))
+	if r := got.ServerSideEncryptionConfiguration.Rules; len(r) != 1 || r[0].ApplyServerSideEncryptionByDefault.SSEAlgorithm != s3types.ServerSideEncryptionAes256 {
+		t.Errorf("default encryption put back reads %+v, want SSE-S3", r)
+	}
+	must1[*s3.PutBucketEncryptionOutput](t, "put SSE-KMS")(cl.s3.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(b), ServerSideEncryptionConfiguration: kmsCfg}))
+	must1[*s3.DeleteBucketEncryptionOutput](t, "delete encryption")(cl.s3.DeleteBucketEncryption(ctx, &s3.DeleteBucketEncryptionInput{Bucket: aws.String(b)}))
+	after, err := cl.s3.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(b)})
+	switch {
+	case isCode(err, "ServerSideEncryptionConfigurationNotFoundError"):
+	case err != nil:
+		t.Fatalf("get encryption after delete: %v", err)
+	default:
+		for _, r := range after.ServerSideEncryptionConfiguration.Rules {
+			if d := r.ApplyServerSideEncryptionByDefault; d != nil && d.SSEAlgorithm != s3types.ServerSideEncryptionAes256 {
+				t.Errorf("after DeleteBucketEncryption the default is %s, want SSE-S3 or none", d.SSEAlgorithm)
+			}
+		}
+	}
+}
+
+// scenarioExplicitRetention: an object put with an explicit GOVERNANCE
+// retention into a bucket whose default retention is COMPLIANCE gets the
+// explicit one, and a bypass deletes it; an object put without one gets
+// the COMPLIANCE default, which no bypass deletes. This is how verify's
+// canary stays deletable under Object Lock.
+func scenarioExplicitRetention(t *testing.T, w world) {
+	ctx := context.Background()
+	a := randomAccount()
+	cl := assume(t, w, a, "us-east-1")
+	b := randomName("bb-conf-lock")
+	must1[*s3.CreateBucketOutput](t, "create bucket with Object Lock")(cl.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b), ObjectLockEnabledForBucket: aws.Bool(true)}))
+	rule := &s3types.ObjectLockRule{DefaultRetention: &s3types.DefaultRetention{Mode: s3types.ObjectLockRetentionModeCompliance, Days: aws.Int32(1)}}
+	must1[*s3.PutObjectLockConfigurationOutput](t, "put lock configuration")(cl.s3.PutObjectLockConfiguration(ctx, &s3.PutObjectLockConfigurationInput{Bucket: aws.String(b),
+		ObjectLockConfiguration: &s3types.ObjectLockConfiguration{ObjectLockEnabled: s3types.ObjectLockEnabledEnabled, Rule: rule}}))
+	until := time.Now().Add(time.Hour).Truncate(time.Second)
+	put := must1[*s3.PutObjectOutput](t, "put object with GOVERNANCE retention")(cl.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String("canary"), Body: strings.NewReader("x"),
+		ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32, ObjectLockMode: s3types.ObjectLockModeGovernance, ObjectLockRetainUntilDate: aws.Time(until)}))
+	h := must1[*s3.HeadObjectOutput](t, "head")(cl.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b), Key: aws.String("canary"), VersionId: put.VersionId}))
+	if h.ObjectLockMode != s3types.ObjectLockModeGovernance || !aws.ToTime(h.ObjectLockRetainUntilDate).Equal(until) {
+		t.Errorf("explicit retention read back %q until %v, want GOVERNANCE until %v", h.ObjectLockMode, aws.ToTime(h.ObjectLockRetainUntilDate), until)
+	}
+	_, err := cl.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String("canary"), VersionId: put.VersionId})
+	wantCode(t, "delete without a bypass", err, "AccessDenied")
+	must1[*s3.DeleteObjectOutput](t, "delete with a bypass")(cl.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String("canary"), VersionId: put.VersionId, BypassGovernanceRetention: aws.Bool(true)}))
+
+	plain := must1[*s3.PutObjectOutput](t, "put object without retention")(cl.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String("plain"), Body: strings.NewReader("x"),
+		ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32}))
+	h = must1[*s3.HeadObjectOutput](t, "head")(cl.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b), Key: aws.String("plain"), VersionId: plain.VersionId}))
+	if h.ObjectLockMode != s3types.ObjectLockModeCompliance {
+		t.Errorf("object without retention got %q, want the COMPLIANCE default", h.ObjectLockMode)
+	}
+	_, err = cl.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String("plain"), VersionId: plain.VersionId, BypassGovernanceRetention: aws.Bool(true)})
+	wantCode(t, "delete a COMPLIANCE version with a bypass", err, "AccessDenied")
+}

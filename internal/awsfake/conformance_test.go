@@ -62,6 +62,10 @@ package awsfake
 //     (InvalidBucketState) and allow the second on any versioned bucket.
 //   - ListPolicyVersions: the fake lists newest first, moto oldest first;
 //     the suite compares them as sets.
+//   - DeleteBucketEncryption: S3 and the fake return the bucket to SSE-S3
+//     default encryption (every bucket has one since January 2023); moto
+//     forgets the configuration (ServerSideEncryptionConfigurationNotFoundError).
+//     The suite asserts only that the SSE-KMS default is gone.
 
 import (
 	"context"
@@ -101,6 +105,8 @@ var scenarios = []scenario{
 	{"PermissionsBoundaryAndRolePath", scenarioBoundaryAndPath},
 	{"DefaultEncryptionOfNewObjects", scenarioDefaultEncryptionOfObjects},
 	{"ObjectLock", scenarioObjectLock},
+	{"RestoringDefaultEncryption", scenarioRestoreDefaultEncryption},
+	{"ExplicitGovernanceRetentionOverridesCompliance", scenarioExplicitRetention},
 }
 
 func TestConformance(t *testing.T) {

@@ -26,6 +26,8 @@ type accountFaults struct {
 	latency       []latencyRule
 	rules         []*faultRule
 	roleInvisible time.Duration
+	// failReplications counts the replications still to fail (FailReplication).
+	failReplications int
 }
 
 type latencyRule struct {
@@ -126,6 +128,30 @@ func (f *Faults) RoleInvisibleFor(d time.Duration) *Faults {
 	defer f.c.mu.Unlock()
 	f.state().roleInvisible = d
 	return f
+}
+
+// FailReplication makes the next n replications of objects from buckets of
+// this account fail (status FAILED), whatever the documents allow, as S3
+// fails objects written before a change to the role's permissions, the
+// destination's policies or the keys' policies has propagated: S3 checks
+// none of them when the rule is put, and never retries an object that
+// failed (S3 User Guide, "Troubleshooting replication").
+func (f *Faults) FailReplication(n int) *Faults {
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	f.state().failReplications += n
+	return f
+}
+
+// takeReplicationFailureLocked reports whether a replication from a bucket
+// of account must fail (FailReplication), consuming one.
+func (c *Cloud) takeReplicationFailureLocked(account string) bool {
+	s, ok := c.faults[account]
+	if !ok || s.failReplications <= 0 {
+		return false
+	}
+	s.failReplications--
+	return true
 }
 
 // Reset removes every fault of the account. Roles already created keep

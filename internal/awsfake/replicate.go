@@ -53,7 +53,12 @@ import (
 // without default encryption, which AWS no longer allows) gets the
 // destination's default encryption (kms:GenerateDataKey with its default
 // key). A replica of a source object under Object Lock keeps its retention
-// and legal hold.
+// and legal hold; a replica of one without retention gets the destination
+// bucket's default retention, if it has one (S3 User Guide, "What does
+// Amazon S3 replicate?": "If you don't have retention controls applied to
+// the objects in your source bucket, and you replicate into destination
+// buckets that have a default retention period set, the destination
+// bucket's default retention period is applied to your object replicas").
 //
 // If all hold, the source version becomes COMPLETED and the destination
 // gets a version with the same version ID, status REPLICA. Otherwise the
@@ -142,6 +147,9 @@ func (c *Cloud) replicate(ref objectRef, roleARN string, rule *s3types.Replicati
 		return
 	}
 	replica, reason := c.checkReplicationPermsLocked(src, o, roleARN, rule)
+	if reason == "" && c.takeReplicationFailureLocked(src.owner) {
+		reason = "AssumeRoleNotPermitted: role " + roleARN + " or its permissions not yet visible to S3 (IAM propagation; injected by FailReplication)"
+	}
 	if reason != "" {
 		o.replication = s3types.ReplicationStatusFailed
 		c.failures[ref] = reason
@@ -233,6 +241,9 @@ func (c *Cloud) checkReplicationPermsLocked(src *bucket, o *object, roleARN stri
 	replica := &object{key: o.key, versionID: o.versionID, data: o.data, etag: o.etag, modified: c.now(),
 		sse: o.sse, replication: s3types.ReplicationStatusReplica,
 		lockMode: o.lockMode, retainUntil: o.retainUntil, legalHold: o.legalHold}
+	if replica.lockMode == "" {
+		replica.lockMode, replica.retainUntil = dst.defaultRetention(c.now())
+	}
 	replicaKey, action := "", "kms:Encrypt"
 	switch {
 	case o.kmsKey != "":

@@ -139,15 +139,20 @@ func (c *Cloud) addBucketLocked(account, region, name string) *bucket {
 	c.accountLocked(account)
 	b := &bucket{
 		name: name, owner: account, region: region, created: c.now(),
-		ownership: s3types.ObjectOwnershipBucketOwnerEnforced,
-		encryption: &s3types.ServerSideEncryptionConfiguration{Rules: []s3types.ServerSideEncryptionRule{{
-			ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAes256},
-			BucketKeyEnabled:                   aws.Bool(false),
-		}}},
-		objects: map[string][]*object{},
+		ownership:  s3types.ObjectOwnershipBucketOwnerEnforced,
+		encryption: sseS3Default(),
+		objects:    map[string][]*object{},
 	}
 	c.buckets[name] = b
 	return b
+}
+
+// sseS3Default is the default encryption of a new bucket, SSE-S3.
+func sseS3Default() *s3types.ServerSideEncryptionConfiguration {
+	return &s3types.ServerSideEncryptionConfiguration{Rules: []s3types.ServerSideEncryptionRule{{
+		ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAes256},
+		BucketKeyEnabled:                   aws.Bool(false),
+	}}}
 }
 
 // HeadBucket answers 404 NotFound (*s3types.NotFound) for a missing bucket,
@@ -409,6 +414,22 @@ func (s *S3) PutBucketEncryption(ctx context.Context, in *s3.PutBucketEncryption
 		}
 		b.encryption = clone(in.ServerSideEncryptionConfiguration)
 		return &s3.PutBucketEncryptionOutput{}, nil
+	})
+}
+
+// DeleteBucketEncryption resets the bucket's default encryption to SSE-S3:
+// since January 2023 every bucket has default encryption, and deleting the
+// configuration returns it to SSE-S3 (S3 API Reference,
+// DeleteBucketEncryption).
+// https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteBucketEncryption.html
+func (s *S3) DeleteBucketEncryption(ctx context.Context, in *s3.DeleteBucketEncryptionInput, _ ...func(*s3.Options)) (*s3.DeleteBucketEncryptionOutput, error) {
+	return do(ctx, s.c, s.caller, svcS3, "DeleteBucketEncryption", func() (*s3.DeleteBucketEncryptionOutput, error) {
+		b, err := s.bucketLocked(aws.ToString(in.Bucket), in.ExpectedBucketOwner, "s3:PutEncryptionConfiguration", "", false)
+		if err != nil {
+			return nil, err
+		}
+		b.encryption = sseS3Default()
+		return &s3.DeleteBucketEncryptionOutput{}, nil
 	})
 }
 

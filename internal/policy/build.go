@@ -47,6 +47,9 @@ type Input struct {
 	// used: roles the S3 console creates live under /service-role/, and an ARN built from the
 	// name alone would name no role.
 	AdoptedRoleARN string
+	// SetSourceDefaultEncryption makes the source bucket's default encryption SSE-KMS with KA
+	// and S3 Bucket Keys ([SourceDefaultEncryption]).
+	SetSourceDefaultEncryption bool
 }
 
 // Findings are what the preflight (inspect_source, inspect_destination) found that changes
@@ -68,7 +71,7 @@ type Findings struct {
 
 // NamedPolicy is an inline role policy and its name.
 type NamedPolicy struct {
-	// Name is the policy name ([RolePolicyName]).
+	// Name is the policy name ([RoleInlinePolicyName]).
 	Name string `json:"name"`
 	// Document is the policy.
 	Document Document `json:"document"`
@@ -85,18 +88,24 @@ type Documents struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// PlannedDocuments are the documents of DESIGN §10 for one request.
+// PlannedDocuments are the documents of one request (docs/ARCHITECTURE.md, The documents).
 type PlannedDocuments struct {
 	// TrustPolicy is the replication role's trust policy.
 	TrustPolicy Document `json:"trust_policy"`
-	// RolePolicy is the role's inline policy for this destination.
-	RolePolicy NamedPolicy `json:"role_policy"`
-	// DestinationKeyPolicyStatement is merged into KB's key policy.
+	// RolePolicies are the role's permissions as [BuildRolePolicies] packs them for this
+	// request alone. The role is shared by every request from the source bucket, and a stored
+	// request's role holds the grants of all of them, packed the same way.
+	RolePolicies RolePolicies `json:"role_policies"`
+	// DestinationKeyPolicyStatement is bucketbridge's statement in KB's key policy.
 	DestinationKeyPolicyStatement Statement `json:"destination_key_policy_statement"`
-	// DestinationBucketPolicyStatements are merged into Y's bucket policy.
+	// DestinationBucketPolicyStatements are bucketbridge's statements in Y's bucket policy.
 	DestinationBucketPolicyStatements []Statement `json:"destination_bucket_policy_statements"`
-	// SourceKeyPolicyStatement is merged into KA's key policy; nil when KA delegates to A's IAM.
+	// SourceKeyPolicyStatement is bucketbridge's statement in KA's key policy; nil when KA
+	// delegates to A's IAM.
 	SourceKeyPolicyStatement *Statement `json:"source_key_policy_statement,omitempty"`
+	// SourceDefaultEncryption is the default encryption set on X when the request asks for it
+	// ([Input.SetSourceDefaultEncryption]); nil otherwise.
+	SourceDefaultEncryption *BucketEncryption `json:"source_default_encryption,omitempty"`
 	// ReplicationRule is merged into X's replication configuration; its Priority is set then.
 	ReplicationRule ReplicationRule `json:"replication_rule"`
 }
@@ -164,88 +173,10 @@ func TrustPolicy(in Input) Document {
 	return Document{Version: Version2012, Statement: []Statement{st}}
 }
 
-// RolePolicy returns the role's inline policy for the request's destination (DESIGN §10).
-// Object resources and encryption contexts are limited to the prefix; with Bucket Keys the
-// encryption context is the bucket ARN, hence both in every condition.
-// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-config-for-kms-objects.html
-//
-// Deprecated: one inline policy per (destination, prefix) fills the role's 10,240 characters
-// at the 9th prefix. Use [BuildRolePolicies] with every live request from the source bucket.
-func RolePolicy(in Input, f Findings) NamedPolicy {
-	src, dst := in.srcARN(), in.dstARN()
-	srcObjects, dstObjects := src+"/"+in.Prefix+"*", dst+"/"+in.Prefix+"*"
-	doc := Document{Version: Version2012, Statement: []Statement{
-		{Sid: "SourceBucket", Effect: "Allow",
-			Action: Values{"s3:ListBucket", "s3:GetReplicationConfiguration"}, Resource: Values{src}},
-		{Sid: "SourceObjects", Effect: "Allow", Action: sourceObjectActions(f.SourceObjectLock), Resource: Values{srcObjects}},
-		{Sid: "DestinationObjects", Effect: "Allow", Action: destinationObjectActions(f.DestinationOwnerEnforced), Resource: Values{dstObjects}},
-		{Sid: "DecryptSource", Effect: "Allow", Action: Values{"kms:Decrypt"}, Resource: Values{in.Source.KMSKeyARN},
-			Condition: kmsCondition(in.Source.Region, src, srcObjects)},
-		{Sid: "EncryptDestination", Effect: "Allow",
-			Action: Values{"kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"}, Resource: Values{in.Destination.KMSKeyARN},
-			Condition: kmsCondition(in.Destination.Region, dst, dstObjects)},
-	}}
-	return NamedPolicy{Name: RolePolicyName(in.Destination.Bucket, in.Prefix), Document: doc}
-}
-
 func kmsCondition(region, bucketARN, objects string) Condition {
 	return Condition{
 		"StringEquals": {"kms:ViaService": {S3ServiceName(region)}},
 		"StringLike":   {"kms:EncryptionContext:aws:s3:arn": {bucketARN, objects}},
-	}
-}
-
-// DestinationKeyStatement returns bucketbridge's statement in KB's key policy for the
-// request's role alone; [MergeStatements] unites it with the roles already there. It covers
-// the whole destination bucket, whatever the prefix, because every request into Y shares it.
-//
-// Deprecated: use [SyncDestinationKeyPolicy] with the roles of every live request into Y.
-func DestinationKeyStatement(in Input) Statement {
-	dst := in.dstARN()
-	return Statement{
-		Sid:       KeyStatementSid(SidReplicaEncrypt, in.Destination.Bucket),
-		Effect:    "Allow",
-		Principal: awsPrincipal(in.RoleARN()),
-		Action:    Values{"kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"},
-		Resource:  Values{"*"},
-		Condition: kmsCondition(in.Destination.Region, dst, dst+"/*"),
-	}
-}
-
-// SourceKeyStatement returns the statement added to KA's key policy when it does not
-// delegate to A's IAM (a key policy that does not let IAM policies grant access makes the
-// role's kms:Decrypt grant useless). It covers the whole source bucket.
-// See https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam
-//
-// Deprecated: use [SyncSourceKeyPolicy] with the roles of every live request from X.
-func SourceKeyStatement(in Input) Statement {
-	src := in.srcARN()
-	return Statement{
-		Sid:       KeyStatementSid(SidReplicaDecrypt, in.Source.Bucket),
-		Effect:    "Allow",
-		Principal: awsPrincipal(in.RoleARN()),
-		Action:    Values{"kms:Decrypt"},
-		Resource:  Values{"*"},
-		Condition: kmsCondition(in.Source.Region, src, src+"/*"),
-	}
-}
-
-// DestinationBucketStatements returns bucketbridge's two statements in Y's bucket policy, for
-// the request's role alone; [MergeStatements] unites them with the roles already there.
-// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/setting-repl-config-perm-overview.html
-// (destination bucket policy for a different account).
-//
-// Deprecated: it still grants s3:PutBucketVersioning, as the documents written so far do. Use
-// [SyncBucketPolicy] with the roles of every live request into Y.
-func DestinationBucketStatements(in Input) []Statement {
-	dst := in.dstARN()
-	return []Statement{
-		{Sid: SidReplicaObjects, Effect: "Allow", Principal: awsPrincipal(in.RoleARN()),
-			Action:   Values{"s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"},
-			Resource: Values{dst + "/*"}},
-		{Sid: SidReplicaBucket, Effect: "Allow", Principal: awsPrincipal(in.RoleARN()),
-			Action:   Values{"s3:GetBucketVersioning", "s3:PutBucketVersioning"},
-			Resource: Values{dst}},
 	}
 }
 
@@ -303,17 +234,31 @@ func Plan(in Input, f Findings) (Documents, error) {
 	if _, err := ParseRoleARN(role); err != nil {
 		return Documents{}, fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
+	rp, err := BuildRolePolicies(RoleInput{Role: role, Source: in.Source, ObjectLock: f.SourceObjectLock,
+		Targets: []RoleTarget{{SourceKMSKeyARN: in.Source.KMSKeyARN, Destination: in.Destination, Prefix: in.Prefix,
+			DestinationOwnerEnforced: f.DestinationOwnerEnforced}}})
+	if err != nil {
+		return Documents{}, err
+	}
 	dst := Grant{Bucket: in.Destination.Bucket, Region: in.Destination.Region, Roles: []string{role}}
 	d := Documents{
 		ReplicationRoleARN: role,
 		Documents: PlannedDocuments{
 			TrustPolicy:                       TrustPolicy(in),
-			RolePolicy:                        RolePolicy(in, f),
+			RolePolicies:                      rp,
 			DestinationKeyPolicyStatement:     DestinationKeyPolicyStatements(dst)[0],
 			DestinationBucketPolicyStatements: DestinationBucketPolicyStatements(dst),
 			ReplicationRule:                   ReplicationRuleFor(in, f),
 		},
 	}
+	if in.SetSourceDefaultEncryption {
+		enc := SourceDefaultEncryption(in.Source.KMSKeyARN)
+		d.Documents.SourceDefaultEncryption = &enc
+		d.Notes = append(d.Notes, "the source bucket's default encryption becomes SSE-KMS with the source key and S3 Bucket Keys, unless it already is; deprovisioning restores what it was")
+	} else {
+		d.Notes = append(d.Notes, "the source bucket's default encryption is compared with the source key at inspection: objects written without encryption headers under SSE-S3 (or no default) replicate as SSE-S3, which a warning reports, and a default SSE-KMS key other than the source key fails the request")
+	}
+	d.Notes = append(d.Notes, "the role's policies hold this request's grants; the role is shared by every request from the source bucket, and holds all of their grants, packed into its inline policy and, beyond 10,240 characters, customer-managed policies")
 	if f.DestinationOwnerEnforced {
 		d.Notes = append(d.Notes, "destination Object Ownership is bucket owner enforced: no owner override, no AccessControlTranslation")
 	} else {
@@ -329,7 +274,7 @@ func Plan(in Input, f Findings) (Documents, error) {
 	if f.SourceObjectLock {
 		d.Notes = append(d.Notes, "the source bucket has Object Lock: the role may read retention and legal holds, and the destination bucket needs Object Lock too")
 	}
-	d.Notes = append(d.Notes, "the rule's Priority is set when it is merged into the source bucket's configuration: highest existing + 1")
+	d.Notes = append(d.Notes, "the rule's Priority is set when it is merged into the source bucket's configuration: highest existing + 1; an enabled rule of someone else's that selects some of the same keys is reported in a warning")
 	return d, nil
 }
 

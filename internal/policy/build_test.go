@@ -68,6 +68,7 @@ func TestPlanGolden(t *testing.T) {
 			in.TrustConditions = true
 		}, Findings{}},
 		{"plan-owner-enforced-key-not-delegated.json", func(*Input) {}, Findings{DestinationOwnerEnforced: true, SourceKeyNotDelegated: true}},
+		{"plan-object-lock-source-default-encryption.json", func(in *Input) { in.SetSourceDefaultEncryption = true }, Findings{SourceObjectLock: true}},
 		{"plan-china-adopted-role.json", func(in *Input) {
 			in.Source.Region, in.Destination.Region = "cn-north-1", "cn-northwest-1"
 			in.Source.KMSKeyARN = "arn:aws-cn:kms:cn-north-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -142,9 +143,12 @@ func TestPlanMatchesDesign(t *testing.T) {
 		  "Resource": "` + y + `"}]}`,
 	}
 	d := got.Documents
+	if len(d.RolePolicies.Inline) != 1 || d.RolePolicies.Inline[0].Name != RoleInlinePolicyName || len(d.RolePolicies.Managed) != 0 {
+		t.Fatalf("role policies = %+v, want the one inline policy %s", d.RolePolicies, RoleInlinePolicyName)
+	}
 	for name, doc := range map[string]Document{
 		"trust":  d.TrustPolicy,
-		"role":   d.RolePolicy.Document,
+		"role":   d.RolePolicies.Inline[0].Document,
 		"key":    {Statement: []Statement{d.DestinationKeyPolicyStatement}},
 		"bucket": {Statement: d.DestinationBucketPolicyStatements},
 	} {
@@ -194,12 +198,26 @@ func TestPlanFindings(t *testing.T) {
 	if enforced.Documents.ReplicationRule.Destination.AccessControlTranslation != nil {
 		t.Error("AccessControlTranslation kept although Y is bucket owner enforced")
 	}
-	for _, st := range enforced.Documents.RolePolicy.Document.Statement {
-		for _, a := range st.Action {
-			if a == "s3:ObjectOwnerOverrideToBucketOwner" {
-				t.Errorf("statement %s keeps owner override although Y is bucket owner enforced", st.Sid)
+	for _, p := range enforced.Documents.RolePolicies.Inline {
+		for _, st := range p.Document.Statement {
+			for _, a := range st.Action {
+				if a == "s3:ObjectOwnerOverrideToBucketOwner" {
+					t.Errorf("statement %s keeps owner override although Y is bucket owner enforced", st.Sid)
+				}
 			}
 		}
+	}
+	if common.Documents.SourceDefaultEncryption != nil {
+		t.Error("source default encryption planned although the request does not ask for it")
+	}
+	in.SetSourceDefaultEncryption = true
+	set, err := Plan(in, Findings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SourceDefaultEncryption(in.Source.KMSKeyARN)
+	if diff := cmp.Diff(&want, set.Documents.SourceDefaultEncryption); diff != "" {
+		t.Errorf("planned source default encryption (-want +got):\n%s", diff)
 	}
 	src := enforced.Documents.SourceKeyPolicyStatement
 	if src == nil {
@@ -231,13 +249,15 @@ func TestPlanJSONShape(t *testing.T) {
 	for k := range shape.Documents {
 		keys = append(keys, k)
 	}
-	want := []string{"destination_bucket_policy_statements", "destination_key_policy_statement", "replication_rule", "role_policy", "source_key_policy_statement", "trust_policy"}
+	want := []string{"destination_bucket_policy_statements", "destination_key_policy_statement", "replication_rule", "role_policies", "source_key_policy_statement", "trust_policy"}
 	if diff := cmp.Diff(want, keys, cmpSorted); diff != "" {
 		t.Errorf("documents keys (-want +got):\n%s", diff)
 	}
-	var rp map[string]json.RawMessage
-	if err := json.Unmarshal(shape.Documents["role_policy"], &rp); err != nil || rp["name"] == nil || rp["document"] == nil {
-		t.Errorf("role_policy = %s, want {name, document}", shape.Documents["role_policy"])
+	var rp struct {
+		Inline []map[string]json.RawMessage `json:"inline"`
+	}
+	if err := json.Unmarshal(shape.Documents["role_policies"], &rp); err != nil || len(rp.Inline) != 1 || rp.Inline[0]["name"] == nil || rp.Inline[0]["document"] == nil {
+		t.Errorf("role_policies = %s, want {inline: [{name, document}]}", shape.Documents["role_policies"])
 	}
 }
 

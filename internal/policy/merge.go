@@ -5,144 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
-
-// MergeStatements returns doc with bucketbridge's statements merged in, by Sid: a statement of
-// doc with the same Sid as one of ours is replaced, in place, by ours with an AWS principal
-// list that unites both (sorted, deduplicated); one of ours that doc lacks is appended. Every
-// other statement is kept as it was, in its order. Merging is idempotent and the order in
-// which roles are merged does not matter. doc is not modified.
-//
-// A statement of doc with our Sid is ours whatever it says: anything but its AWS principals
-// (a "*" or a service principal someone added by hand) is replaced by ours.
-//
-// Deprecated: uniting with what AWS holds keeps the unique IDs of deleted roles, which S3 and
-// KMS then refuse. Use [SyncStatements] with statements built from every live request.
-func MergeStatements(doc Document, ours ...Statement) Document {
-	out := clone(doc)
-	if len(out.Statement) == 0 && out.Version == "" {
-		out.Version = Version2012
-	}
-	for _, want := range ours {
-		principals := awsIDs(want.Principal)
-		at := -1
-		kept := out.Statement[:0:0]
-		for _, st := range out.Statement {
-			if st.Sid != want.Sid {
-				kept = append(kept, st)
-				continue
-			}
-			principals = append(principals, awsIDs(st.Principal)...)
-			if at < 0 {
-				at = len(kept)
-				kept = append(kept, Statement{}) // filled below
-			}
-		}
-		merged := cloneStatement(want)
-		merged.Principal = awsPrincipal(sortedSet(principals)...)
-		if at < 0 {
-			kept = append(kept, merged)
-		} else {
-			kept[at] = merged
-		}
-		out.Statement = kept
-	}
-	return out
-}
-
-// RemovePrincipal returns doc with role taken out of the AWS principals of the statements
-// whose Sid is one of sids; a statement left without any principal is dropped. Statements are
-// found by Sid, never by principal. doc is not modified.
-//
-// Deprecated: deciding from AWS whether a role is still needed races with concurrent
-// removals. Use [SyncStatements] with statements built from every live request.
-func RemovePrincipal(doc Document, role string, sids ...string) Document {
-	out := clone(doc)
-	kept := out.Statement[:0:0]
-	for _, st := range out.Statement {
-		if !slices.Contains(sids, st.Sid) || st.Principal == nil || st.Principal.All {
-			kept = append(kept, st)
-			continue
-		}
-		ids := maps.Clone(st.Principal.IDs)
-		if aws, ok := ids["AWS"]; ok {
-			left := slices.DeleteFunc(slices.Clone(aws), func(s string) bool { return s == role })
-			if len(left) == 0 {
-				delete(ids, "AWS")
-			} else {
-				ids["AWS"] = left
-			}
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		st.Principal = &Principal{IDs: ids}
-		kept = append(kept, st)
-	}
-	out.Statement = kept
-	return out
-}
-
-// MergeBucketPolicy merges bucketbridge's statements into a bucket policy (an empty Document
-// when the bucket has none) and checks S3's size limit before anything is written.
-//
-// Deprecated: use [SyncBucketPolicy].
-func MergeBucketPolicy(doc Document, ours ...Statement) (Document, error) {
-	out := MergeStatements(doc, ours...)
-	if err := CheckBucketPolicy(out); err != nil {
-		return Document{}, err
-	}
-	return out, nil
-}
-
-// RemoveFromBucketPolicy takes role out of bucketbridge's statements in a bucket policy.
-// When no statement is left, deletePolicy is true: the caller must call DeleteBucketPolicy,
-// because S3 rejects a policy without statements.
-//
-// Deprecated: use [SyncBucketPolicy].
-func RemoveFromBucketPolicy(doc Document, role string, sids ...string) (out Document, deletePolicy bool) {
-	out = RemovePrincipal(doc, role, sids...)
-	return out, len(out.Statement) == 0
-}
-
-// MergeKeyPolicy merges bucketbridge's statement into a key policy and checks KMS's size
-// limit before anything is written. Every other statement (above all the one that keeps the
-// key's administrators in control) stays as it was.
-//
-// Deprecated: use [SyncDestinationKeyPolicy] or [SyncSourceKeyPolicy].
-func MergeKeyPolicy(doc Document, ours ...Statement) (Document, error) {
-	out := MergeStatements(doc, ours...)
-	if err := CheckKeyPolicy(out); err != nil {
-		return Document{}, err
-	}
-	return out, nil
-}
-
-// RemoveFromKeyPolicy takes role out of bucketbridge's statements in a key policy. A key
-// always has a policy, so there is nothing to delete.
-//
-// Deprecated: use [SyncDestinationKeyPolicy] or [SyncSourceKeyPolicy].
-func RemoveFromKeyPolicy(doc Document, role string, sids ...string) Document {
-	return RemovePrincipal(doc, role, sids...)
-}
-
-// PutRolePolicy returns the role's inline policies (name → document, as ListRolePolicies and
-// GetRolePolicy found them) with p added or replaced, after checking IAM's limit on their
-// total size. policies is not modified.
-//
-// Deprecated: use [BuildRolePolicies], which packs every request's grants into the role's
-// inline and managed policies.
-func PutRolePolicy(policies map[string]Document, p NamedPolicy) (map[string]Document, error) {
-	out := maps.Clone(policies)
-	if out == nil {
-		out = map[string]Document{}
-	}
-	out[p.Name] = p.Document
-	if err := CheckRolePolicies(out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
 
 // RoleConflictError says that the source bucket's replication configuration already names
 // another role: S3 allows one role per configuration, so the request must adopt that role
@@ -354,4 +218,49 @@ func ptr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+// RulePrefix returns the key prefix a rule's filter selects ("" for the whole bucket, a tag
+// filter, or a legacy rule without one), and whether the filter also asks for tags.
+func RulePrefix(r ReplicationRule) (prefix string, tagged bool) {
+	f := r.Filter
+	switch {
+	case f == nil:
+		if r.Prefix != nil {
+			return *r.Prefix, false
+		}
+		return "", false
+	case f.And != nil:
+		if f.And.Prefix != nil {
+			prefix = *f.And.Prefix
+		}
+		return prefix, len(f.And.Tags) > 0
+	case f.Tag != nil:
+		return "", true
+	case f.Prefix != nil:
+		return *f.Prefix, false
+	}
+	return "", false
+}
+
+// OverlappingRules returns the enabled rules of c that bucketbridge does not own and that select
+// some of the keys rule selects: one prefix is a prefix of the other (tags aside, which only
+// narrow a rule). rule itself, found by ID, is not among them. A rule merged by
+// [MergeReplicationRule] gets the highest priority, and S3 replicates an object that several
+// rules to one destination bucket select by the highest-priority rule alone, so bucketbridge's
+// rule silently outranks each of these that shares its destination.
+// See https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-add-config.html
+// (Priority, and replicating to multiple destination buckets).
+func OverlappingRules(c ReplicationConfiguration, rule ReplicationRule) []ReplicationRule {
+	ours, _ := RulePrefix(rule)
+	var out []ReplicationRule
+	for _, r := range c.Rules {
+		if r.ID == rule.ID || IsOwnedRuleID(r.ID) || r.Status != "Enabled" {
+			continue
+		}
+		if p, _ := RulePrefix(r); strings.HasPrefix(p, ours) || strings.HasPrefix(ours, p) {
+			out = append(out, cloneRule(r))
+		}
+	}
+	return out
 }

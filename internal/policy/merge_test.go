@@ -22,29 +22,6 @@ const (
 	roleC = "arn:aws:iam::444444444444:role/bucketbridge-c"
 )
 
-// bucketStatements returns our two destination bucket-policy statements naming roles.
-func bucketStatements(roles ...string) []Statement {
-	out := DestinationBucketStatements(testInput())
-	for i := range out {
-		out[i].Principal = awsPrincipal(roles...)
-	}
-	return out
-}
-
-func keyStatement(roles ...string) Statement {
-	st := DestinationKeyStatement(testInput())
-	st.Principal = awsPrincipal(roles...)
-	return st
-}
-
-// inputFor returns the test input with the replication role named roleARN.
-func inputFor(roleARN string) Input {
-	in := testInput()
-	in.Source.AccountID = strings.Split(roleARN, ":")[4]
-	in.RoleName = strings.TrimPrefix(roleARN[strings.Index(roleARN, ":role/"):], ":role/")
-	return in
-}
-
 func readDoc(t *testing.T, name string) Document {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "real", name))
@@ -82,156 +59,6 @@ func padded(t *testing.T, size int) Document {
 		d.Statement[0].Condition["StringNotLike"]["aws:PrincipalArn"][0] += "x"
 	}
 	return d
-}
-
-func TestMergeBucketPolicy(t *testing.T) {
-	t.Parallel()
-	foreign := readDoc(t, "s3-replication-destination.json")
-	deny := readDoc(t, "s3-control-tower-style.json")
-	mixed := clone(foreign)
-	mixed.Statement = []Statement{foreign.Statement[0], bucketStatements(roleB)[0], foreign.Statement[1], bucketStatements(roleB)[1]}
-	mixedWant := clone(mixed)
-	mixedWant.Statement[1], mixedWant.Statement[3] = bucketStatements(roleA, roleB)[0], bucketStatements(roleA, roleB)[1]
-	// Someone hand-edited our statement: a "*" principal and a stray action. It is ours by Sid.
-	edited := with(foreign, bucketStatements(roleB)...)
-	edited.Statement[2].Principal = &Principal{All: true}
-	edited.Statement[2].Action = append(edited.Statement[2].Action, "s3:DeleteObject")
-	duplicated := with(foreign, bucketStatements(roleB)[0], bucketStatements(roleC)[0], bucketStatements(roleC)[1])
-
-	tests := []struct {
-		name     string
-		existing Document
-		role     string
-		want     Document
-		wantErr  error
-	}{
-		{"no policy", Document{}, roleA, with(Document{}, bucketStatements(roleA)...), nil},
-		{"ours only, new role joins the sorted list", with(Document{}, bucketStatements(roleB)...), roleA, with(Document{}, bucketStatements(roleA, roleB)...), nil},
-		{"ours only, role already there", with(Document{}, bucketStatements(roleA, roleB)...), roleA, with(Document{}, bucketStatements(roleA, roleB)...), nil},
-		{"foreign only, appended after", foreign, roleA, with(foreign, bucketStatements(roleA)...), nil},
-		{"mixed, ours updated in place", mixed, roleA, mixedWant, nil},
-		{"deny statements kept", deny, roleA, with(deny, bucketStatements(roleA)...), nil},
-		{"hand-edited statement of ours is restored", edited, roleA, with(foreign, bucketStatements(roleA)[0], bucketStatements(roleA, roleB)[1]), nil},
-		{"duplicate Sids collapse into the first", duplicated, roleA,
-			with(foreign, bucketStatements(roleA, roleB, roleC)[0], bucketStatements(roleA, roleC)[1]), nil},
-		{"just under 20 KB after merge", padded(t, MaxBucketPolicyBytes-Size(with(Document{}, bucketStatements(roleA)...))-1), roleA, Document{}, nil},
-		{"over 20 KB after merge", padded(t, MaxBucketPolicyBytes-100), roleA, Document{}, ErrLimitExceeded},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			before := docJSON(t, tt.existing)
-			got, err := MergeBucketPolicy(tt.existing, DestinationBucketStatements(inputFor(tt.role))...)
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("error = %v, want %v", err, tt.wantErr)
-			}
-			if docJSON(t, tt.existing) != before {
-				t.Error("MergeBucketPolicy modified its input")
-			}
-			if err != nil {
-				var le *LimitError
-				if !errors.As(err, &le) || le.Max != MaxBucketPolicyBytes || le.Size <= le.Max || !strings.Contains(err.Error(), "bucket policy") {
-					t.Errorf("limit error = %#v (%v), want bucket policy size over %d", le, err, MaxBucketPolicyBytes)
-				}
-				return
-			}
-			if tt.want.Statement == nil { // size case: only check the limit held
-				if Size(got) > MaxBucketPolicyBytes {
-					t.Errorf("merged policy is %d bytes", Size(got))
-				}
-				return
-			}
-			if diff := cmp.Diff(docJSON(t, tt.want), docJSON(t, got)); diff != "" {
-				t.Errorf("merged policy (-want +got):\n%s", diff)
-			}
-			again, err := MergeBucketPolicy(got, DestinationBucketStatements(inputFor(tt.role))...)
-			if err != nil || !Equal(got, again) {
-				t.Errorf("merging twice changed the policy (err %v)", err)
-			}
-		})
-	}
-}
-
-func TestRemoveFromBucketPolicy(t *testing.T) {
-	t.Parallel()
-	foreign := readDoc(t, "s3-replication-destination.json")
-	sids := []string{SidReplicaObjects, SidReplicaBucket}
-	// A NotPrincipal deny naming our role is not ours (wrong Sid) and must stay as it is.
-	notPrincipal := Statement{Sid: "DenyAllButReplication", Effect: "Deny",
-		NotPrincipal: &Principal{IDs: map[string]Values{"AWS": {roleA}}}, Action: Values{"s3:PutObject"}, Resource: Values{"arn:aws:s3:::team-a-data-replica/*"}}
-	tests := []struct {
-		name       string
-		existing   Document
-		role       string
-		want       Document
-		wantDelete bool
-	}{
-		{"no policy", Document{}, roleA, Document{}, true},
-		{"ours only, last role: delete the policy", with(Document{}, bucketStatements(roleA)...), roleA, Document{Version: Version2012}, true},
-		{"ours only, other roles stay", with(Document{}, bucketStatements(roleA, roleB)...), roleA, with(Document{}, bucketStatements(roleB)...), false},
-		{"role not there: unchanged", with(foreign, bucketStatements(roleB)...), roleA, with(foreign, bucketStatements(roleB)...), false},
-		{"foreign only: unchanged", foreign, roleA, foreign, false},
-		{"mixed, last role: foreign stays", with(foreign, bucketStatements(roleA)...), roleA, foreign, false},
-		{"foreign statement naming the role stays", with(foreign, notPrincipal, bucketStatements(roleA)[0]), roleA, with(foreign, notPrincipal), false},
-		{"stale unique ID of a deleted role stays", with(Document{}, bucketStatements("AROAEXAMPLEUNIQUEID", roleA)...), roleA, with(Document{}, bucketStatements("AROAEXAMPLEUNIQUEID")...), false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, del := RemoveFromBucketPolicy(tt.existing, tt.role, sids...)
-			if del != tt.wantDelete {
-				t.Errorf("deletePolicy = %v, want %v", del, tt.wantDelete)
-			}
-			if diff := cmp.Diff(docJSON(t, tt.want), docJSON(t, got)); diff != "" {
-				t.Errorf("policy after remove (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestKeyPolicy(t *testing.T) {
-	t.Parallel()
-	def := readDoc(t, "kms-default-key-policy.json")
-	notPrincipal := readDoc(t, "kms-via-service-key-policy.json")
-	otherBucket := inputFor(roleC)
-	otherBucket.Destination.Bucket = "another-replica"
-	otherStmt := DestinationKeyStatement(otherBucket)
-	tests := []struct {
-		name     string
-		existing Document
-		in       Input
-		want     Document
-		wantErr  error
-	}{
-		{"default key policy", def, inputFor(roleA), with(def, keyStatement(roleA)), nil},
-		{"NotPrincipal deny kept", notPrincipal, inputFor(roleA), with(notPrincipal, keyStatement(roleA)), nil},
-		{"second role joins", with(def, keyStatement(roleB)), inputFor(roleA), with(def, keyStatement(roleA, roleB)), nil},
-		{"another bucket on the same key keeps its own statement", with(def, otherStmt), inputFor(roleA), with(def, otherStmt, keyStatement(roleA)), nil},
-		{"over 32 KB", padded(t, MaxKeyPolicyBytes-50), inputFor(roleA), Document{}, ErrLimitExceeded},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := MergeKeyPolicy(tt.existing, DestinationKeyStatement(tt.in))
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("error = %v, want %v", err, tt.wantErr)
-			}
-			if err != nil {
-				var le *LimitError
-				if !errors.As(err, &le) || le.Max != MaxKeyPolicyBytes || !strings.Contains(err.Error(), fmt.Sprint(le.Size)) {
-					t.Errorf("limit error = %v, want key policy size naming the size", err)
-				}
-				return
-			}
-			if diff := cmp.Diff(docJSON(t, tt.want), docJSON(t, got)); diff != "" {
-				t.Errorf("key policy (-want +got):\n%s", diff)
-			}
-			back := RemoveFromKeyPolicy(got, tt.in.RoleARN(), DestinationKeyStatement(tt.in).Sid)
-			if !Equal(back, tt.existing) {
-				t.Errorf("remove(merge(policy)) != policy:\n%s", docJSON(t, back))
-			}
-		})
-	}
 }
 
 func rule(id string, priority int32) ReplicationRule {
@@ -393,60 +220,6 @@ func TestReplicationKeepsUnknownFields(t *testing.T) {
 	}
 }
 
-func TestRolePolicies(t *testing.T) {
-	t.Parallel()
-	in := testInput()
-	p := RolePolicy(in, Findings{})
-	other := in
-	other.Destination.Bucket = "second-destination"
-	q := RolePolicy(other, Findings{})
-	// filler returns someone else's inline policy that brings the role's total to total
-	// characters once p is added.
-	filler := func(total int) Document {
-		d := Document{Version: Version2012, Statement: []Statement{{Effect: "Allow", Action: Values{"s3:GetObject"}, Resource: Values{""}}}}
-		d.Statement[0].Resource[0] = strings.Repeat("r", total-InlinePolicyChars(map[string]Document{"p": p.Document, "d": d}))
-		return d
-	}
-	tests := []struct {
-		name     string
-		existing map[string]Document
-		want     []string
-		wantErr  bool
-	}{
-		{"no policies", nil, []string{p.Name}, false},
-		{"another destination kept", map[string]Document{q.Name: q.Document}, []string{p.Name, q.Name}, false},
-		{"same name replaced", map[string]Document{p.Name: q.Document}, []string{p.Name}, false},
-		{"exactly 10,240 characters in all", map[string]Document{"someone-elses": filler(MaxRoleInlinePolicyChars)}, []string{p.Name, "someone-elses"}, false},
-		{"10,241 characters in all", map[string]Document{"someone-elses": filler(MaxRoleInlinePolicyChars + 1)}, nil, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := PutRolePolicy(tt.existing, p)
-			if tt.wantErr {
-				var le *LimitError
-				if !errors.As(err, &le) || le.Max != MaxRoleInlinePolicyChars || le.Unit != "characters" {
-					t.Fatalf("error = %v, want an inline policy LimitError", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for n := range got {
-				names = append(names, n)
-			}
-			if diff := cmp.Diff(tt.want, names, cmpSorted); diff != "" {
-				t.Errorf("policy names (-want +got):\n%s", diff)
-			}
-			if !Equal(got[p.Name], p.Document) {
-				t.Error("policy not written")
-			}
-		})
-	}
-}
-
 // TestMergeDoesNotAlias proves results share no memory with inputs: the provisioner records
 // the before and after documents of a step, and an edit to one must not show in the other.
 func TestMergeDoesNotAlias(t *testing.T) {
@@ -466,12 +239,61 @@ func TestMergeDoesNotAlias(t *testing.T) {
 		t.Errorf("editing the merged configuration changed the input:\n%s\n%s", before, after)
 	}
 
-	doc := with(Document{}, bucketStatements(roleB)...)
+	doc := with(Document{}, DestinationBucketPolicyStatements(grantB(roleB))...)
 	docBefore := docJSON(t, doc)
-	m := MergeStatements(doc, bucketStatements(roleA)...)
-	m.Statement[0].Principal.IDs["AWS"][0] = "changed"
-	m.Statement[0].Action[0] = "changed"
+	m, err := SyncBucketPolicy(doc, grantB(roleA, roleB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Document.Statement[0].Principal.IDs["AWS"][0] = "changed"
+	m.Document.Statement[0].Action[0] = "changed"
 	if docJSON(t, doc) != docBefore {
-		t.Error("editing the merged policy changed the input")
+		t.Error("editing the synced policy changed the input")
+	}
+}
+
+func TestOverlappingRules(t *testing.T) {
+	t.Parallel()
+	withPrefix := func(id, prefix string) ReplicationRule {
+		r := rule(id, 1)
+		r.Filter.Prefix = &prefix
+		return r
+	}
+	tagged := func(id, prefix string) ReplicationRule {
+		r := rule(id, 1)
+		r.Filter = &ReplicationRuleFilter{And: &ReplicationRuleAndOperator{Prefix: &prefix, Tags: []Tag{{Key: new("team"), Value: new("a")}}}}
+		return r
+	}
+	tagOnly := rule("tag-only", 1)
+	tagOnly.Filter = &ReplicationRuleFilter{Tag: &Tag{Key: new("k"), Value: new("v")}}
+	disabled := withPrefix("disabled", "logs/")
+	disabled.Status = "Disabled"
+	ours := withPrefix("bucketbridge-req-1", "logs/2024/")
+	tests := []struct {
+		name  string
+		rules []ReplicationRule
+		want  []string
+	}{
+		{"none", nil, nil},
+		{"theirs is a prefix of ours", []ReplicationRule{withPrefix("logs", "logs/")}, []string{"logs"}},
+		{"ours is a prefix of theirs", []ReplicationRule{withPrefix("deep", "logs/2024/01/")}, []string{"deep"}},
+		{"same prefix", []ReplicationRule{withPrefix("same", "logs/2024/")}, []string{"same"}},
+		{"whole bucket", []ReplicationRule{withPrefix("all", "")}, []string{"all"}},
+		{"disjoint", []ReplicationRule{withPrefix("other", "images/"), withPrefix("sibling", "logs/2023/")}, nil},
+		{"tags narrow, the prefix still overlaps", []ReplicationRule{tagged("tagged", "logs/"), tagOnly}, []string{"tagged", "tag-only"}},
+		{"disabled and bucketbridge's own are not someone else's", []ReplicationRule{disabled, withPrefix("bucketbridge-req-2", "logs/")}, nil},
+		{"ours is not its own overlap", []ReplicationRule{ours}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			for _, r := range OverlappingRules(ReplicationConfiguration{Role: roleA, Rules: tt.rules}, ours) {
+				got = append(got, r.ID)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("overlapping rules (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

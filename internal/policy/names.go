@@ -85,24 +85,6 @@ func RoleName(sourceBucket string) string {
 	return strings.TrimRight(clean[:keep], "-.") + suffix
 }
 
-// RolePolicyName returns the name of the inline role policy for one destination: a request
-// is unique per (source bucket, destination bucket, prefix), and the role per source bucket,
-// so the name carries the destination bucket and, for a non-empty prefix, its hash.
-//
-// Deprecated: the role's policies are named [RoleInlinePolicyName] and [ManagedPolicyName];
-// this names the inline policies of the scheme [BuildRolePolicies] replaces, which a step
-// removes.
-func RolePolicyName(destinationBucket, prefix string) string {
-	name := sanitizeIAMName(PolicyNamePrefix + destinationBucket)
-	if prefix != "" {
-		name += "-" + shortHash(prefix)
-	}
-	if len(name) > MaxPolicyNameLen { // cannot happen with S3 bucket names (≤ 63 characters)
-		name = name[:MaxPolicyNameLen-9] + "-" + shortHash(destinationBucket+"/"+prefix)
-	}
-	return name
-}
-
 // RoleARN returns the ARN of an IAM role in an account; partition is "aws" when empty.
 func RoleARN(partition, accountID, roleName string) string {
 	return "arn:" + orAWS(partition) + ":iam::" + accountID + ":role/" + roleName

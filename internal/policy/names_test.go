@@ -77,23 +77,6 @@ func TestKeyStatementSid(t *testing.T) {
 	}
 }
 
-func TestRolePolicyName(t *testing.T) {
-	t.Parallel()
-	whole, logs, other := RolePolicyName("dst", ""), RolePolicyName("dst", "logs/"), RolePolicyName("dst", "other/")
-	if whole != "bucketbridge-dst" {
-		t.Errorf("RolePolicyName(dst, \"\") = %q", whole)
-	}
-	if whole == logs || logs == other {
-		t.Errorf("prefixes share a policy name: %q %q %q", whole, logs, other)
-	}
-	policyName := regexp.MustCompile(`^[\w+=,.@-]{1,128}$`)
-	for _, n := range []string{whole, logs, RolePolicyName(strings.Repeat("z", 63), "p")} {
-		if !policyName.MatchString(n) {
-			t.Errorf("policy name %q is not valid for IAM", n)
-		}
-	}
-}
-
 func TestPartition(t *testing.T) {
 	t.Parallel()
 	for region, want := range map[string]string{"eu-west-1": "aws", "cn-north-1": "aws-cn", "us-gov-west-1": "aws-us-gov"} {

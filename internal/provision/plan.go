@@ -6,16 +6,17 @@ import "github.com/bucketbridge/bucketbridge/internal/policy"
 // roleName is "" for bucketbridge's own role, or the role being adopted.
 func (s Spec) PolicyInput(requestID string, trustConditions bool, roleName string) policy.Input {
 	return policy.Input{
-		RequestID:               requestID,
-		Source:                  s.Source.policy(),
-		Destination:             s.Destination.policy(),
-		Prefix:                  s.Rule.Prefix,
-		DeleteMarkerReplication: s.Rule.DeleteMarkerReplication,
-		ReplicaModifications:    s.Rule.ReplicaModifications,
-		StorageClass:            s.Rule.StorageClass,
-		ReplicationTimeControl:  s.Rule.ReplicationTimeControl,
-		TrustConditions:         trustConditions,
-		RoleName:                roleName,
+		RequestID:                  requestID,
+		Source:                     s.Source.policy(),
+		Destination:                s.Destination.policy(),
+		Prefix:                     s.Rule.Prefix,
+		DeleteMarkerReplication:    s.Rule.DeleteMarkerReplication,
+		ReplicaModifications:       s.Rule.ReplicaModifications,
+		StorageClass:               s.Rule.StorageClass,
+		ReplicationTimeControl:     s.Rule.ReplicationTimeControl,
+		TrustConditions:            trustConditions,
+		RoleName:                   roleName,
+		SetSourceDefaultEncryption: s.SetSourceDefaultEncryption,
 	}
 }
 

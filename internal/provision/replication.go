@@ -34,9 +34,15 @@ type Spec struct {
 	Destination      Side
 	Rule             Rule
 	EnableVersioning bool
-	Verify           bool
-	Ticket           string
-	CallbackURL      string
+	// SetSourceDefaultEncryption makes the source bucket's default
+	// encryption SSE-KMS with the source key and S3 Bucket Keys when it is
+	// SSE-S3 (or none), so that objects written without encryption headers
+	// replicate under the destination key too; deprovisioning restores the
+	// previous setting.
+	SetSourceDefaultEncryption bool
+	Verify                     bool
+	Ticket                     string
+	CallbackURL                string
 }
 
 // Replication is a stored replication request and its progress.
@@ -56,7 +62,10 @@ type Replication struct {
 	// Attempt counts the failed attempts of the current step.
 	Attempt int
 	// LastError is the RFC 9457 problem of the last failed attempt, or nil.
-	LastError   json.RawMessage
+	LastError json.RawMessage
+	// Warnings are what steps found that the caller should know although
+	// the request went on, in the order the steps ended.
+	Warnings    []Warning
 	RequestedBy string
 	// ApprovedBy is who gave the destination owner's consent, and
 	// ApprovedAt when: an approver of the destination account, or the
@@ -99,6 +108,45 @@ type Response struct {
 	Status        int
 	Body          []byte
 }
+
+// Warning is something a step found that the request's caller should know:
+// the request went on, but what it provides may not be what the caller
+// expects (objects that replicate as SSE-S3, a rule of someone else's that
+// bucketbridge's rule outranks, a canary object Object Lock keeps).
+type Warning struct {
+	// Phase and Step name the step that found it; the engine fills them.
+	Phase Phase  `json:"phase"`
+	Step  string `json:"step"`
+	// Code is a short stable identifier for programs (one of the Warning…
+	// constants).
+	Code string `json:"code"`
+	// Message says what was found and what to do about it, for humans.
+	Message string `json:"message"`
+}
+
+// Codes of warnings.
+const (
+	// WarningSourceDefaultSSES3: objects written to the source bucket
+	// without encryption headers get SSE-S3 (or no encryption), and
+	// replicate so, not under the destination key.
+	WarningSourceDefaultSSES3 = "source_default_encryption_sse_s3"
+	// WarningOverlappingRule: an enabled rule of someone else's on the
+	// source bucket selects some of the keys bucketbridge's rule selects.
+	WarningOverlappingRule = "overlapping_replication_rule"
+	// WarningAdoptedRoleTrust: the adopted role's trust policy lets
+	// principals other than s3.amazonaws.com assume it.
+	WarningAdoptedRoleTrust = "adopted_role_trust"
+	// WarningCanaryLeft: a canary object version could not be deleted
+	// (Object Lock keeps it) and is left until its retention ends.
+	WarningCanaryLeft = "canary_left_behind"
+	// WarningCanarySkipped: verify did not write a canary, because nothing
+	// could have deleted it again.
+	WarningCanarySkipped = "canary_skipped"
+	// WarningDefaultEncryptionChanged: deprovisioning did not restore the
+	// source bucket's default encryption, because someone changed it since
+	// bucketbridge set it.
+	WarningDefaultEncryptionChanged = "source_default_encryption_changed"
+)
 
 // Step is the record of one provisioning or deprovisioning step.
 type Step struct {

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/bucketbridge/bucketbridge/internal/policy"
 )
 
 // CallerIdentity is the STS call a step makes to prove which account a
@@ -58,6 +60,8 @@ type S3API interface {
 	GetBucketVersioning(ctx context.Context, in *s3.GetBucketVersioningInput, optFns ...func(*s3.Options)) (*s3.GetBucketVersioningOutput, error)
 	PutBucketVersioning(ctx context.Context, in *s3.PutBucketVersioningInput, optFns ...func(*s3.Options)) (*s3.PutBucketVersioningOutput, error)
 	GetBucketEncryption(ctx context.Context, in *s3.GetBucketEncryptionInput, optFns ...func(*s3.Options)) (*s3.GetBucketEncryptionOutput, error)
+	PutBucketEncryption(ctx context.Context, in *s3.PutBucketEncryptionInput, optFns ...func(*s3.Options)) (*s3.PutBucketEncryptionOutput, error)
+	DeleteBucketEncryption(ctx context.Context, in *s3.DeleteBucketEncryptionInput, optFns ...func(*s3.Options)) (*s3.DeleteBucketEncryptionOutput, error)
 	GetBucketOwnershipControls(ctx context.Context, in *s3.GetBucketOwnershipControlsInput, optFns ...func(*s3.Options)) (*s3.GetBucketOwnershipControlsOutput, error)
 	GetBucketPolicy(ctx context.Context, in *s3.GetBucketPolicyInput, optFns ...func(*s3.Options)) (*s3.GetBucketPolicyOutput, error)
 	PutBucketPolicy(ctx context.Context, in *s3.PutBucketPolicyInput, optFns ...func(*s3.Options)) (*s3.PutBucketPolicyOutput, error)
@@ -112,14 +116,36 @@ type Facts struct {
 	SourceObjectLock bool `json:"source_object_lock,omitempty"`
 	// DestinationObjectLock: Y has Object Lock enabled.
 	DestinationObjectLock bool `json:"destination_object_lock,omitempty"`
+	// DestinationLockDefault is the mode of Y's default retention
+	// (GOVERNANCE or COMPLIANCE), "" for none: a replica of an object
+	// without retention takes it.
+	DestinationLockDefault string `json:"destination_lock_default,omitempty"`
 	// RoleAdopted: the role was not created by bucketbridge and is never deleted by it.
 	RoleAdopted bool `json:"role_adopted"`
 	// RoleCreatedAt is when bucketbridge created the role; IAM propagation
 	// errors are retried for a bounded time after it.
 	RoleCreatedAt *time.Time `json:"role_created_at,omitempty"`
+	// PermissionsWrittenAt is when a step of this request last wrote a
+	// document replication depends on (the role, its trust or permission
+	// policies, B's bucket and key policies, KA's key policy): a canary that
+	// goes FAILED within the propagation timeout of it is written again.
+	PermissionsWrittenAt *time.Time `json:"permissions_written_at,omitempty"`
 	// VersioningEnabledAt is when bucketbridge enabled versioning on a
 	// bucket; "versioning must be enabled" is retried for a bounded time after it.
 	VersioningEnabledAt *time.Time `json:"versioning_enabled_at,omitempty"`
+	// SourceEncryptionSet: X's default encryption is SSE-KMS with KA because
+	// bucketbridge set it for a request that asked for it
+	// (set_source_default_encryption), and SourceEncryptionBefore is what it
+	// was before (nil: none). Every request from X that asks for the setting
+	// carries both, so whichever of them is deprovisioned last restores it.
+	SourceEncryptionSet    bool                     `json:"source_encryption_set,omitempty"`
+	SourceEncryptionBefore *policy.BucketEncryption `json:"source_encryption_before,omitempty"`
+	// SourceEncryptionDecided: set_source_default_encryption has decided
+	// for this request (set the setting, or found it and remembered what
+	// it was if a request had set it); only then does the request count as
+	// asking for it when another request's removal decides whether to
+	// restore it.
+	SourceEncryptionDecided bool `json:"source_encryption_decided,omitempty"`
 	// CanaryLatency is how long the canary took to replicate.
 	CanaryLatency time.Duration `json:"canary_latency_ns,omitempty"`
 }
@@ -207,6 +233,14 @@ func (r *Run) Facts() Facts {
 	return r.facts
 }
 
+// wrotePermissions records that a step is about to write a document
+// replication depends on. It is recorded before the call, so that a write
+// whose answer is lost still counts.
+func (r *Run) wrotePermissions() {
+	at := r.now()
+	r.Learn(func(f *Facts) { f.PermissionsWrittenAt = &at })
+}
+
 // Learn records something a step found; steps of one group call it
 // concurrently.
 func (r *Run) Learn(update func(*Facts)) {
@@ -225,6 +259,15 @@ type Result struct {
 	// Skipped: the step did not apply to this request (for example verify
 	// when the request asked for none, or a key that needs no statement).
 	Skipped bool
+	// Warnings are what the caller should know although the step went on;
+	// the step sets Code and Message, the engine the rest. They replace
+	// what earlier attempts of the step warned.
+	Warnings []Warning
+}
+
+// warn returns a warning with code and message for a step's result.
+func warn(code, format string, args ...any) Warning {
+	return Warning{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // StepFunc performs one step. It returns nil to advance, an error made by

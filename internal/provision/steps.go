@@ -20,6 +20,7 @@ const (
 	StepInspectDestination            = "inspect_destination"
 	StepEnableVersioningSource        = "enable_versioning_source"
 	StepEnableVersioningDestination   = "enable_versioning_destination"
+	StepSetSourceDefaultEncryption    = "set_source_default_encryption"
 	StepEnsureReplicationRole         = "ensure_replication_role"
 	StepPutRolePolicy                 = "put_role_policy"
 	StepUpdateDestinationKeyPolicy    = "update_destination_key_policy"
@@ -28,12 +29,13 @@ const (
 	StepPutReplicationRule            = "put_replication_rule"
 	StepVerify                        = "verify"
 
-	StepRemoveReplicationRule         = "remove_replication_rule"
-	StepRemoveDestinationBucketPolicy = "remove_destination_bucket_policy"
-	StepRemoveDestinationKeyPolicy    = "remove_destination_key_policy"
-	StepRemoveSourceKeyPolicy         = "remove_source_key_policy"
-	StepDeleteRolePolicy              = "delete_role_policy"
-	StepDeleteRole                    = "delete_role"
+	StepRemoveReplicationRule          = "remove_replication_rule"
+	StepRemoveDestinationBucketPolicy  = "remove_destination_bucket_policy"
+	StepRemoveDestinationKeyPolicy     = "remove_destination_key_policy"
+	StepRemoveSourceKeyPolicy          = "remove_source_key_policy"
+	StepRestoreSourceDefaultEncryption = "restore_source_default_encryption"
+	StepDeleteRolePolicy               = "delete_role_policy"
+	StepDeleteRole                     = "delete_role"
 )
 
 // ProvisionSteps returns the provisioning steps of docs/ARCHITECTURE.md
@@ -49,6 +51,7 @@ func ProvisionSteps() []StepDef {
 		{Name: StepInspectDestination, Group: 2, Run: inspectDestination},
 		{Name: StepEnableVersioningSource, Group: 3, Run: enableVersioningSource},
 		{Name: StepEnableVersioningDestination, Group: 3, Run: enableVersioningDestination},
+		{Name: StepSetSourceDefaultEncryption, Group: 3, Run: setSourceDefaultEncryption, Locks: sourceEncryptionLock},
 		{Name: StepEnsureReplicationRole, Group: 4, Run: ensureReplicationRole, Locks: roleLock},
 		{Name: StepPutRolePolicy, Group: 5, Run: syncRolePolicies, Locks: roleLock},
 		{Name: StepUpdateDestinationKeyPolicy, Group: 6, Run: syncDestinationKeyPolicy, Locks: destinationKeyLock},
@@ -62,7 +65,8 @@ func ProvisionSteps() []StepDef {
 // DeprovisionSteps returns the steps that remove what provisioning added, in
 // order. Each document is computed again from the requests that still hold
 // it, as provisioning computes it, so removing one request's grants keeps
-// everyone else's. The role leaves B's documents before it is deleted: AWS
+// everyone else's; so is the source bucket's default encryption, when the
+// request asked for it. The role leaves B's documents before it is deleted: AWS
 // rewrites a deleted role's ARN in a principal to its unique ID, which S3
 // and KMS then refuse. Versioning is never turned off.
 func DeprovisionSteps() []StepDef {
@@ -72,6 +76,7 @@ func DeprovisionSteps() []StepDef {
 		{Name: StepRemoveDestinationBucketPolicy, Group: 3, Run: syncDestinationBucketPolicy, Locks: destinationBucketLock, Undoes: StepUpdateDestinationBucketPolicy},
 		{Name: StepRemoveDestinationKeyPolicy, Group: 3, Run: syncDestinationKeyPolicy, Locks: destinationKeyLock, Undoes: StepUpdateDestinationKeyPolicy},
 		{Name: StepRemoveSourceKeyPolicy, Group: 3, Run: syncSourceKeyPolicy, Locks: sourceKeyLock, Undoes: StepUpdateSourceKeyPolicy},
+		{Name: StepRestoreSourceDefaultEncryption, Group: 3, Run: restoreSourceDefaultEncryption, Locks: sourceEncryptionLock, Undoes: StepSetSourceDefaultEncryption},
 		{Name: StepDeleteRolePolicy, Group: 4, Run: syncRolePolicies, Locks: roleLock, Undoes: StepPutRolePolicy},
 		{Name: StepDeleteRole, Group: 5, Run: deleteRole, Locks: roleLock, Undoes: StepEnsureReplicationRole},
 	}

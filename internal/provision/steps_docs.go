@@ -165,6 +165,7 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 		if err := forgetGranted(ctx, run, granted); err != nil {
 			return Result{}, err
 		}
+		run.wrotePermissions()
 		if _, err := acct.S3.DeleteBucketPolicy(ctx, &s3.DeleteBucketPolicyInput{Bucket: aws.String(dst.Bucket), ExpectedBucketOwner: owner}); err != nil && !IsNotFound(err) {
 			return Result{}, classify(err, call{Account: dst.AccountID, Action: "s3:DeleteBucketPolicy", Resource: dst.Bucket})
 		}
@@ -183,6 +184,7 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 	if err := forgetGranted(ctx, run, granted); err != nil {
 		return Result{}, err
 	}
+	run.wrotePermissions()
 	_, err = acct.S3.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(dst.Bucket), ExpectedBucketOwner: owner, Policy: aws.String(mustJSON(sync.Document))})
 	if err != nil {
 		return Result{}, writeError(run, err, c)
@@ -298,6 +300,7 @@ func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, gran
 	if err := forgetGranted(ctx, run, granted); err != nil {
 		return Result{}, err
 	}
+	run.wrotePermissions()
 	_, err = acct.KMS.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{
 		KeyId: aws.String(key), PolicyName: aws.String("default"), Policy: aws.String(mustJSON(doc)),
 	})

@@ -382,6 +382,14 @@ func TestAdoptRole(t *testing.T) {
 	if f := run.Facts(); f.RoleName != "legacy-replication" || !f.RoleAdopted || f.RoleCreatedAt != nil {
 		t.Errorf("facts = %+v", f)
 	}
+	if w := res0(t, ctx, run, provision.StepEnsureReplicationRole).Warnings; len(w) != 0 {
+		t.Errorf("adopting a role only S3 may assume warns %+v", w)
+	}
+	// The legacy rule replicates logs/ into the same destination, which
+	// bucketbridge's rule for the whole bucket now outranks.
+	if w := res0(t, ctx, run, provision.StepPutReplicationRule).Warnings; len(w) != 1 || w[0].Code != provision.WarningOverlappingRule || !strings.Contains(w[0].Message, `"legacy-logs"`) {
+		t.Errorf("put_replication_rule warns %+v, want the overlap with legacy-logs", w)
+	}
 	cfg := e.replication(t, srcAcct, "us-east-1", awsfake.DemoSourceBucket)
 	if cfg == nil || cfg.Role != arn || len(cfg.Rules) != 2 || *cfg.Rules[1].Priority != 8 {
 		t.Errorf("configuration after adoption: %+v", cfg)
@@ -404,6 +412,46 @@ func TestAdoptRole(t *testing.T) {
 	cfg = e.replication(t, srcAcct, "us-east-1", awsfake.DemoSourceBucket)
 	if cfg == nil || len(cfg.Rules) != 1 || cfg.Rules[0].ID != "legacy-logs" {
 		t.Errorf("configuration after deprovisioning: %+v", cfg)
+	}
+}
+
+// res0 runs one step again (every step is idempotent) and returns its result.
+func res0(t *testing.T, ctx context.Context, run *provision.Run, name string) provision.Result {
+	t.Helper()
+	res, err := step(t, provision.ProvisionSteps(), name).Run(ctx, run)
+	if err != nil {
+		t.Fatalf("%s again: %v", name, err)
+	}
+	return res
+}
+
+// TestAdoptedRoleTrustedByOthersIsReported: adopting a role that principals
+// other than S3 may assume goes on, with a warning naming them, since they
+// get the replication permissions bucketbridge adds to it.
+func TestAdoptedRoleTrustedByOthersIsReported(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	adoptExisting(e, `{"Version":"2012-10-17","Statement":[
+		{"Effect":"Allow","Principal":{"Service":["s3.amazonaws.com","ec2.amazonaws.com"]},"Action":"sts:AssumeRole"},
+		{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::333333333333:root"},"Action":["sts:AssumeRole","sts:TagSession"]},
+		{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444444444444:root"},"Action":"s3:GetObject"}]}`)
+	run := e.run(t, "req-adopt-wide", demoSpec(), provision.Facts{})
+	res, err := runPhase(ctx, run, through(t, provision.ProvisionSteps(), provision.StepEnsureReplicationRole), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res[provision.StepEnsureReplicationRole].Warnings
+	if len(w) != 1 || w[0].Code != provision.WarningAdoptedRoleTrust {
+		t.Fatalf("warnings %+v, want one about the role's trust", w)
+	}
+	for _, want := range []string{"Service:ec2.amazonaws.com", "AWS:arn:aws:iam::333333333333:root", "legacy-replication"} {
+		if !strings.Contains(w[0].Message, want) {
+			t.Errorf("warning %q does not name %q", w[0].Message, want)
+		}
+	}
+	if strings.Contains(w[0].Message, "444444444444") {
+		t.Errorf("warning %q names a principal that may not assume the role", w[0].Message)
 	}
 }
 
@@ -553,7 +601,7 @@ func TestRoleInvisible(t *testing.T) {
 	e.cloud.Faults(srcAcct).RoleInvisibleFor(500 * time.Millisecond)
 	steps := provision.ProvisionSteps()
 	run := e.run(t, "req-inv", demoSpec(), provision.Facts{})
-	if _, err := runPhase(ctx, run, steps[:6], 0); err != nil {
+	if _, err := runPhase(ctx, run, through(t, steps, provision.StepEnsureReplicationRole), 0); err != nil {
 		t.Fatalf("steps up to ensure_replication_role: %v", err)
 	}
 	for _, name := range []string{"update_destination_key_policy", "update_destination_bucket_policy"} {
@@ -573,7 +621,7 @@ func TestRoleInvisible(t *testing.T) {
 	}
 	// Waiting as Retry asks (shortened) converges.
 	deadline := time.Now().Add(10 * time.Second)
-	for _, s := range steps[6:11] {
+	for _, s := range steps[len(through(t, steps, provision.StepEnsureReplicationRole)):len(through(t, steps, provision.StepPutReplicationRule))] {
 		for {
 			_, err := s.Run(ctx, run)
 			var re *provision.RetryError
@@ -783,8 +831,9 @@ func TestSharedWrite(t *testing.T) {
 	}
 }
 
-// TestCanaryFailure: when a document is missing, verify says replication
-// failed and what to check.
+// TestCanaryFailure: when a document is missing, verify writes the canary
+// again while the request's last permission write may still be
+// propagating, then says replication failed and what to check.
 func TestCanaryFailure(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -792,7 +841,7 @@ func TestCanaryFailure(t *testing.T) {
 	spec := demoSpec()
 	steps := provision.ProvisionSteps()
 	run := e.run(t, "req-canary", spec, provision.Facts{})
-	if _, err := runPhase(ctx, run, steps[:11], 0); err != nil {
+	if _, err := runPhase(ctx, run, through(t, steps, provision.StepPutReplicationRule), 0); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	// Someone puts KB's default policy back, behind bucketbridge's back.
@@ -801,15 +850,111 @@ func TestCanaryFailure(t *testing.T) {
 		PolicyName: aws.String("default"), Policy: aws.String(awsfake.DefaultKeyPolicy(dst.AccountID))}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := step(t, steps, "verify").Run(ctx, run)
+	run.Config.PropagationTimeout = 300 * time.Millisecond
+	res, err := step(t, steps, "verify").Run(ctx, run)
 	d := permanentDetail(t, err)
-	for _, want := range []string{"FAILED", "key policy", "bucket policy"} {
+	for _, want := range []string{"FAILED", "key policy", "bucket policy", "BB_PROPAGATION_TIMEOUT"} {
 		if !strings.Contains(d, want) {
 			t.Errorf("detail %q does not mention %q", d, want)
 		}
 	}
+	b, _ := json.Marshal(res.After)
+	if n := strings.Count(string(b), `"kind":"sse-kms"`); n < 2 || !strings.Contains(string(b), "written again") {
+		t.Errorf("verify recorded %s: want every attempt of the SSE-KMS canary, the first ones written again", b)
+	}
 	out, lerr := e.cloud.S3(srcAcct, "us-east-1").ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(spec.Source.Bucket)})
 	if lerr != nil || len(out.Versions) != 0 {
 		t.Errorf("canary left behind: %v %v", out, lerr)
+	}
+}
+
+// TestSourceDefaultEncryptionIsHandedOverBetweenRequests: two requests from
+// one SSE-S3 bucket ask for the source key as its default, and the first is
+// deprovisioned while the second is being provisioned. Whether the second
+// decides before the first's removal reaches the setting (it then learns
+// from the leaving request what the setting was, and the removal leaves it)
+// or after (the removal restores it and the second sets it again), the
+// setting stays while the second holds it, and the second's removal
+// restores SSE-S3.
+func TestSourceDefaultEncryptionIsHandedOverBetweenRequests(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		newFirst bool
+	}{
+		{"the new request decides while the old one is leaving", true},
+		{"the old one restores before the new request decides", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testCtx(t)
+			e := setup(t)
+			spec := func(prefix string) provision.Spec {
+				s := demoSpec()
+				s.Source.Bucket, s.SetSourceDefaultEncryption, s.Rule.Prefix, s.Verify = awsfake.DemoSourceSSES3Bucket, true, prefix, false
+				return s
+			}
+			defaultOf := func() string {
+				t.Helper()
+				out, err := e.cloud.S3(srcAcct, "us-east-1").GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(awsfake.DemoSourceSSES3Bucket)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := out.ServerSideEncryptionConfiguration.Rules[0].ApplyServerSideEncryptionByDefault
+				return string(d.SSEAlgorithm) + " " + aws.ToString(d.KMSMasterKeyID)
+			}
+			kmsKA, sseS3 := "aws:kms "+awsfake.DemoSourceKey, "AES256 "
+			up, down := provision.ProvisionSteps(), provision.DeprovisionSteps()
+			inspected := len(through(t, up, provision.StepInspectDestination))
+
+			one := e.run(t, "req-one", spec("one/"), provision.Facts{})
+			if _, err := runPhase(ctx, one, up, 0); err != nil {
+				t.Fatal(err)
+			}
+			two := e.run(t, "req-two", spec("two/"), provision.Facts{})
+			if _, err := runPhase(ctx, two, up[:inspected], 0); err != nil {
+				t.Fatal(err)
+			}
+			leaving := e.run(t, "req-one", spec("one/"), one.Facts())
+			if _, err := runPhase(ctx, leaving, through(t, down, provision.StepRemoveReplicationRule), 0); err != nil {
+				t.Fatal(err)
+			}
+			rest := down[len(through(t, down, provision.StepRemoveReplicationRule)):]
+			var removal map[string]provision.Result
+			var err error
+			if tt.newFirst {
+				if _, err := runPhase(ctx, two, up[inspected:], 0); err != nil {
+					t.Fatal(err)
+				}
+				removal, err = runPhase(ctx, leaving, rest, 0)
+			} else {
+				removal, err = runPhase(ctx, leaving, rest, 0)
+				if got := defaultOf(); got != sseS3 {
+					t.Errorf("after the only decided request left, the default is %q, want SSE-S3 restored", got)
+				}
+				if err == nil {
+					_, err = runPhase(ctx, two, up[inspected:], 0)
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.locks.done("req-one")
+			if got := defaultOf(); got != kmsKA {
+				t.Errorf("while the second request holds it, the default is %q, want %q", got, kmsKA)
+			}
+			if restored := removal[provision.StepRestoreSourceDefaultEncryption].Changed; restored == tt.newFirst {
+				t.Errorf("the first request's removal restored the setting: %v, want %v", restored, !tt.newFirst)
+			}
+			if f := two.Facts(); !f.SourceEncryptionSet || f.SourceEncryptionBefore == nil || f.SourceEncryptionBefore.Default().Algorithm != policy.SSES3 {
+				t.Errorf("the second request remembers %+v, want that it was SSE-S3", f.SourceEncryptionBefore)
+			}
+			if _, err := runPhase(ctx, e.run(t, "req-two", spec("two/"), two.Facts()), down, 0); err != nil {
+				t.Fatal(err)
+			}
+			if got := defaultOf(); got != sseS3 {
+				t.Errorf("after both left, the default is %q, want SSE-S3", got)
+			}
+		})
 	}
 }

@@ -27,10 +27,11 @@ type locks struct {
 	heldMu  sync.Mutex
 	held    map[string]*provision.Run
 	granted map[string]provision.Grant
+	leaving map[string]*provision.Run
 }
 
 func newLocks() *locks {
-	return &locks{m: map[string]chan struct{}{}, held: map[string]*provision.Run{}, granted: map[string]provision.Grant{}}
+	return &locks{m: map[string]chan struct{}{}, held: map[string]*provision.Run{}, leaving: map[string]*provision.Run{}, granted: map[string]provision.Grant{}}
 }
 
 // Granted has the signature of Holders.Granted.
@@ -56,11 +57,20 @@ func (l *locks) Peers(_ context.Context, f provision.PeerFilter) ([]provision.Pe
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
 	var out []provision.Peer
-	for _, r := range l.held {
+	add := func(r *provision.Run, state provision.State) {
 		p := provision.Peer{Replication: r.Replication, Facts: r.Facts()}
+		p.State = state
 		if (f.SourceBucket == "" || f.SourceBucket == p.Source.Bucket) && (f.DestinationBucket == "" || f.DestinationBucket == p.Destination.Bucket) &&
 			(f.SourceKey == "" || f.SourceKey == p.Source.KMSKeyARN) && (f.DestinationKey == "" || f.DestinationKey == p.Destination.KMSKeyARN) {
 			out = append(out, p)
+		}
+	}
+	for _, r := range l.held {
+		add(r, provision.StateRunning)
+	}
+	if f.Leaving {
+		for _, r := range l.leaving {
+			add(r, provision.StateDeprovisioning)
 		}
 	}
 	return out, nil
@@ -72,14 +82,27 @@ func (l *locks) hold(run *provision.Run) {
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
 	l.held[run.Replication.ID] = run
+	delete(l.leaving, run.Replication.ID)
 }
 
 // release records that a request no longer holds documents, as one being
-// deprovisioned does.
+// deprovisioned does; it is leaving until done says it is gone.
 func (l *locks) release(id string) {
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
+	if r, ok := l.held[id]; ok {
+		l.leaving[id] = r
+	}
 	delete(l.held, id)
+}
+
+// done records that a request is deprovisioned: it is neither holding nor
+// leaving.
+func (l *locks) done(id string) {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	delete(l.held, id)
+	delete(l.leaving, id)
 }
 
 // sharedOf finds the locks a run was opened with, for runPhase.
@@ -205,6 +228,18 @@ func step(t *testing.T, steps []provision.StepDef, name string) provision.StepDe
 	}
 	t.Fatalf("no step %s", name)
 	return provision.StepDef{}
+}
+
+// through returns the steps of a table up to and including the one named.
+func through(t *testing.T, steps []provision.StepDef, name string) []provision.StepDef {
+	t.Helper()
+	for i, s := range steps {
+		if s.Name == name {
+			return steps[:i+1]
+		}
+	}
+	t.Fatalf("no step %s", name)
+	return nil
 }
 
 // permanentDetail returns the detail of a permanent error, failing the test

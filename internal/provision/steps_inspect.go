@@ -19,13 +19,15 @@ import (
 
 // bucketFindings is what inspection read about a bucket.
 type bucketFindings struct {
-	Bucket            string                           `json:"bucket"`
-	Owner             string                           `json:"owner"`
-	Region            string                           `json:"region"`
-	Versioning        string                           `json:"versioning"`
-	DefaultEncryption *encryptionFinding               `json:"default_encryption,omitempty"`
-	ObjectOwnership   string                           `json:"object_ownership,omitempty"`
-	ObjectLock        bool                             `json:"object_lock"`
+	Bucket            string             `json:"bucket"`
+	Owner             string             `json:"owner"`
+	Region            string             `json:"region"`
+	Versioning        string             `json:"versioning"`
+	DefaultEncryption *encryptionFinding `json:"default_encryption,omitempty"`
+	ObjectOwnership   string             `json:"object_ownership,omitempty"`
+	ObjectLock        bool               `json:"object_lock"`
+	// ObjectLockDefault is the mode of the default retention, "" for none.
+	ObjectLockDefault string                           `json:"object_lock_default_retention,omitempty"`
 	Policy            *policy.Document                 `json:"bucket_policy,omitempty"`
 	Replication       *policy.ReplicationConfiguration `json:"replication,omitempty"`
 }
@@ -35,6 +37,9 @@ type encryptionFinding struct {
 	Algorithm  string `json:"algorithm"`
 	KMSKeyID   string `json:"kms_key_id,omitempty"`
 	BucketKeys bool   `json:"bucket_keys"`
+	// KMSKeyARN is the key an alias (or the omitted key, aws/s3) resolves
+	// to, when the default names no key ARN or ID.
+	KMSKeyARN string `json:"kms_key_arn,omitempty"`
 }
 
 // keyFindings is what inspection read about a KMS key.
@@ -71,7 +76,10 @@ type destinationFindings struct {
 }
 
 // inspectSource is the read-only preflight in A: X exists, is A's, is in RX,
-// is versioned (or may be made so); KA is a usable customer-managed key in RX;
+// is versioned (or may be made so); its default encryption is SSE-KMS with
+// KA, or the request is warned that objects written without encryption
+// headers replicate as SSE-S3 (checkSourceEncryption); KA is a usable
+// customer-managed key in RX;
 // X's replication configuration names the role to adopt, if any; KA's policy
 // delegates to A's IAM or not.
 func inspectSource(ctx context.Context, run *Run) (Result, error) {
@@ -103,17 +111,23 @@ func inspectSource(ctx context.Context, run *Run) (Result, error) {
 			}
 		}
 	}
-	lock, err := objectLockEnabled(ctx, run.Source, side)
+	lock, lockDefault, err := objectLockEnabled(ctx, run.Source, side)
 	if err != nil {
 		return Result{}, err
 	}
-	b.ObjectLock = lock
+	b.ObjectLock, b.ObjectLockDefault = lock, lockDefault
 	k, err := inspectKey(ctx, run.Source, side, "source")
 	if err != nil {
 		return Result{}, err
 	}
 	delegated := delegatesToAccount(k.Policy, side.AccountID)
 	k.DelegatesToAccount = &delegated
+	// After the key's own checks: a default of another key matters only
+	// once the request's key is known to be usable.
+	warnings, err := checkSourceEncryption(ctx, run, b.DefaultEncryption)
+	if err != nil {
+		return Result{}, err
+	}
 	run.Learn(func(f *Facts) {
 		f.RoleName = role.Name
 		f.RoleAdopted = role.Adopted
@@ -121,7 +135,7 @@ func inspectSource(ctx context.Context, run *Run) (Result, error) {
 		f.SourceKeyNotDelegated = !delegated
 		f.SourceObjectLock = lock
 	})
-	return Result{After: sourceFindings{Bucket: b, Key: k, Role: role}}, nil
+	return Result{After: sourceFindings{Bucket: b, Key: k, Role: role}, Warnings: warnings}, nil
 }
 
 // inspectDestination is the read-only preflight in B: Y exists, is B's, is
@@ -153,7 +167,7 @@ func inspectDestination(ctx context.Context, run *Run) (Result, error) {
 	if pol != nil {
 		b.Policy = pol
 	}
-	if b.ObjectLock, err = objectLockEnabled(ctx, run.Destination, side); err != nil {
+	if b.ObjectLock, b.ObjectLockDefault, err = objectLockEnabled(ctx, run.Destination, side); err != nil {
 		return Result{}, err
 	}
 	k, err := inspectKey(ctx, run.Destination, side, "destination")
@@ -161,7 +175,9 @@ func inspectDestination(ctx context.Context, run *Run) (Result, error) {
 		return Result{}, err
 	}
 	enforced := b.ObjectOwnership == string(s3types.ObjectOwnershipBucketOwnerEnforced)
-	run.Learn(func(f *Facts) { f.DestinationOwnerEnforced, f.DestinationObjectLock = enforced, b.ObjectLock })
+	run.Learn(func(f *Facts) {
+		f.DestinationOwnerEnforced, f.DestinationObjectLock, f.DestinationLockDefault = enforced, b.ObjectLock, b.ObjectLockDefault
+	})
 	return Result{After: destinationFindings{Bucket: b, Key: k, OwnerEnforced: enforced}}, nil
 }
 
@@ -311,16 +327,24 @@ func adoptableRole(arn string, side Side) (string, error) {
 	return ref.Name, nil
 }
 
-// objectLockEnabled reports whether a side's bucket has Object Lock enabled.
-func objectLockEnabled(ctx context.Context, acct *Account, side Side) (bool, error) {
+// objectLockEnabled reports whether a side's bucket has Object Lock
+// enabled, and the mode of its default retention ("" for none).
+func objectLockEnabled(ctx context.Context, acct *Account, side Side) (enabled bool, defaultMode string, err error) {
 	out, err := acct.S3.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID)})
 	switch {
 	case IsNotFound(err):
-		return false, nil
+		return false, "", nil
 	case err != nil:
-		return false, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketObjectLockConfiguration", Resource: side.Bucket})
+		return false, "", classify(err, call{Account: side.AccountID, Action: "s3:GetBucketObjectLockConfiguration", Resource: side.Bucket})
 	}
-	return out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == s3types.ObjectLockEnabledEnabled, nil
+	c := out.ObjectLockConfiguration
+	if c == nil || c.ObjectLockEnabled != s3types.ObjectLockEnabledEnabled {
+		return false, "", nil
+	}
+	if c.Rule != nil && c.Rule.DefaultRetention != nil {
+		defaultMode = string(c.Rule.DefaultRetention.Mode)
+	}
+	return true, defaultMode, nil
 }
 
 // delegatesToAccount reports whether a key policy holds the usual statement

@@ -283,3 +283,94 @@ func TestMotoPermanentFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestMotoSourceDefaultEncryption: against moto, a source bucket without
+// SSE-KMS default encryption warns, or, with set_source_default_encryption,
+// gets SSE-KMS with its key and S3 Bucket Keys, given back on deprovisioning;
+// a default of another key fails inspection naming both keys.
+func TestMotoSourceDefaultEncryption(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sessions := provision.NewAWSSessions(motoConfig(t), "BucketbridgeProvisioner", "moto-external-id")
+	a, err := sessions.Account(ctx, randomAccount(), "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sessions.Account(ctx, randomAccount(), "us-west-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaultOf := func(bucket string) string {
+		t.Helper()
+		out, err := a.S3.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(bucket)})
+		switch {
+		case provision.IsNotFound(err):
+			return "none"
+		case err != nil:
+			t.Fatal(err)
+		}
+		r := out.ServerSideEncryptionConfiguration.Rules[0]
+		return fmt.Sprintf("%s %s %v", r.ApplyServerSideEncryptionByDefault.SSEAlgorithm, aws.ToString(r.ApplyServerSideEncryptionByDefault.KMSMasterKeyID), aws.ToBool(r.BucketKeyEnabled))
+	}
+	for _, tt := range []struct {
+		name    string
+		set     bool
+		other   bool
+		warning bool
+	}{
+		{name: "no default, warned", warning: true},
+		{name: "no default, set and restored", set: true},
+		{name: "another key", other: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := provision.Spec{
+				Source:      motoSide(t, a, "us-east-1", randomBucket("bb-moto-enc"), true, ""),
+				Destination: motoSide(t, b, "us-west-2", randomBucket("bb-moto-enc-dst"), true, ""),
+				Rule:        provision.Rule{StorageClass: "STANDARD"}, SetSourceDefaultEncryption: tt.set,
+			}
+			var otherKey string
+			if tt.other {
+				otherKey = motoSide(t, a, "us-east-1", randomBucket("bb-moto-enc-key"), false, "").KMSKeyARN
+				if _, err := a.S3.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(spec.Source.Bucket), ServerSideEncryptionConfiguration: &s3types.ServerSideEncryptionConfiguration{
+					Rules: []s3types.ServerSideEncryptionRule{{ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAwsKms, KMSMasterKeyID: aws.String(otherKey)}}},
+				}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := defaultOf(spec.Source.Bucket)
+			run, err := openRun(ctx, sessions, newLocks(), fmt.Sprintf("moto-enc-%08x", rand.Uint32()), spec, provision.Facts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := runPhase(ctx, run, provision.ProvisionSteps(), 0)
+			if tt.other {
+				d := permanentDetail(t, err)
+				if !strings.Contains(d, otherKey) || !strings.Contains(d, spec.Source.KMSKeyARN) {
+					t.Errorf("detail %q does not name both keys", d)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("provision: %v", err)
+			}
+			if w := res[provision.StepInspectSource].Warnings; (len(w) == 1 && w[0].Code == provision.WarningSourceDefaultSSES3) != tt.warning {
+				t.Errorf("inspect_source warnings %+v, want one about SSE-S3: %v", w, tt.warning)
+			}
+			during := defaultOf(spec.Source.Bucket)
+			if want := fmt.Sprintf("aws:kms %s true", spec.Source.KMSKeyARN); tt.set != (during == want) {
+				t.Errorf("default encryption while provisioned: %s (before %s)", during, before)
+			}
+			down, err := openRun(ctx, sessions, newLocks(), run.Replication.ID, spec, run.Facts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := runPhase(ctx, down, provision.DeprovisionSteps(), 0); err != nil {
+				t.Fatalf("deprovision: %v", err)
+			}
+			if after := defaultOf(spec.Source.Bucket); after != before {
+				t.Errorf("default encryption after deprovisioning: %s, want %s as before", after, before)
+			}
+		})
+	}
+}

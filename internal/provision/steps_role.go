@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -85,6 +86,39 @@ func trustsS3(d policy.Document) bool {
 	return false
 }
 
+// otherTrusted lists the principals other than s3.amazonaws.com that a
+// trust policy lets assume the role ("*" for anyone), in document order.
+func otherTrusted(d policy.Document) []string {
+	var out []string
+	for _, st := range d.Statement {
+		if st.Effect != "Allow" || st.Principal == nil {
+			continue
+		}
+		assumes := len(st.NotAction) > 0
+		for _, a := range st.Action {
+			a = strings.ToLower(a)
+			assumes = assumes || a == "*" || strings.HasPrefix(a, "sts:assumerole") || a == "sts:*"
+		}
+		if !assumes {
+			continue
+		}
+		if st.Principal.All {
+			out = append(out, "*")
+			continue
+		}
+		types := slices.Sorted(maps.Keys(st.Principal.IDs))
+		for _, typ := range types {
+			for _, id := range st.Principal.IDs[typ] {
+				if typ == "Service" && id == "s3.amazonaws.com" {
+					continue
+				}
+				out = append(out, typ+":"+id)
+			}
+		}
+	}
+	return slices.Compact(out)
+}
+
 // boundaryARN is the permissions boundary bucketbridge's roles are created
 // with in the source account, or "" when none is configured.
 func boundaryARN(run *Run) string {
@@ -152,6 +186,7 @@ func ensureRole(ctx context.Context, run *Run) (Result, error) {
 		if b := boundaryARN(run); b != "" {
 			create.PermissionsBoundary = aws.String(b)
 		}
+		run.wrotePermissions()
 		out, err := run.Source.IAM.CreateRole(ctx, create)
 		var exists *iamtypes.EntityAlreadyExistsException
 		switch {
@@ -196,7 +231,13 @@ func ensureRole(ctx context.Context, run *Run) (Result, error) {
 		if !trustsS3(trust) {
 			return Result{}, Permanent(fmt.Sprintf("role %s (not created by bucketbridge, so adopted as it is) does not let s3.amazonaws.com assume it, so S3 cannot replicate with it: add a statement allowing {\"Service\": \"s3.amazonaws.com\"} sts:AssumeRole to its trust policy (bucketbridge never rewrites a trust policy it does not own), then retry", arn), nil)
 		}
-		return Result{Before: state, After: state}, nil
+		var warnings []Warning
+		if others := otherTrusted(trust); len(others) > 0 {
+			warnings = append(warnings, warn(WarningAdoptedRoleTrust,
+				"adopted role %s may also be assumed by %s, not only by s3.amazonaws.com: whoever assumes it gets the replication permissions bucketbridge adds to it (reading %s's objects and decrypting with %s, writing into the destination bucket and encrypting with its key). bucketbridge never rewrites a trust policy it does not own; if those principals need not replicate, remove them from the role's trust policy, or remove the source bucket's replication configuration so that bucketbridge creates a role of its own",
+				arn, strings.Join(others, ", "), side.Bucket, side.KMSKeyARN))
+		}
+		return Result{Before: state, After: state, Warnings: warnings}, nil
 	}
 	if facts.RoleCreatedAt == nil && role.CreateDate != nil {
 		at := *role.CreateDate
@@ -205,6 +246,7 @@ func ensureRole(ctx context.Context, run *Run) (Result, error) {
 	if policy.Equal(trust, want) {
 		return Result{Before: state, After: state}, nil
 	}
+	run.wrotePermissions()
 	if _, err := run.Source.IAM.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String(name), PolicyDocument: aws.String(mustJSON(want))}); err != nil {
 		return Result{}, classify(err, c("iam:UpdateAssumeRolePolicy"))
 	}
@@ -534,6 +576,7 @@ func putInlinePolicy(ctx context.Context, run *Run, role string, p policy.NamedP
 	if d, ok := current[p.Name]; ok && policy.Equal(d, p.Document) {
 		return false, nil
 	}
+	run.wrotePermissions()
 	_, err := run.Source.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{
 		RoleName: aws.String(role), PolicyName: aws.String(p.Name), PolicyDocument: aws.String(mustJSON(p.Document)),
 	})
@@ -545,6 +588,7 @@ func putInlinePolicy(ctx context.Context, run *Run, role string, p policy.NamedP
 
 // deleteInlinePolicy deletes an inline policy; one already gone is fine.
 func deleteInlinePolicy(ctx context.Context, run *Run, role, name string) error {
+	run.wrotePermissions()
 	_, err := run.Source.IAM.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name)})
 	if err != nil && !IsNotFound(err) {
 		return classify(err, call{Account: run.Replication.Source.AccountID, Action: "iam:DeleteRolePolicy", Resource: role + "/" + name})
@@ -566,6 +610,7 @@ func putManagedPolicy(ctx context.Context, run *Run, role string, p policy.Manag
 	if err != nil {
 		return false, classify(err, c("iam:GetPolicy"))
 	}
+	run.wrotePermissions()
 	switch {
 	case doc == nil:
 		_, err := acct.IAM.CreatePolicy(ctx, &iam.CreatePolicyInput{
@@ -655,6 +700,7 @@ func deleteManagedPolicy(ctx context.Context, run *Run, role, arn string) error 
 	c := func(action string) call {
 		return call{Account: run.Replication.Source.AccountID, Action: action, Resource: arn}
 	}
+	run.wrotePermissions()
 	if _, err := acct.IAM.DetachRolePolicy(ctx, &iam.DetachRolePolicyInput{RoleName: aws.String(role), PolicyArn: aws.String(arn)}); err != nil && !IsNotFound(err) {
 		return classify(err, c("iam:DetachRolePolicy"))
 	}

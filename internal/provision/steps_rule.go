@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,8 +51,9 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 	if err != nil {
 		return Result{}, classify(err, c)
 	}
+	warnings := overlapWarnings(want, rule, side)
 	if current != nil && policy.ReplicationEqual(*current, want) {
-		return Result{Before: before, After: before}, nil
+		return Result{Before: before, After: before, Warnings: warnings}, nil
 	}
 	sdk, err := toSDKReplication(want)
 	if err != nil {
@@ -73,7 +75,55 @@ func putReplicationRule(ctx context.Context, run *Run) (Result, error) {
 			return Result{}, fmt.Errorf("confirm replication rule %s on %s: %w", rule.ID, side.Bucket, err)
 		}
 	}
-	return Result{Changed: true, Before: before, After: ruleState{Bucket: side.Bucket, Configuration: &want}}, nil
+	return Result{Changed: true, Before: before, After: ruleState{Bucket: side.Bucket, Configuration: &want}, Warnings: warnings}, nil
+}
+
+// overlapWarnings warns about every enabled rule of someone else's in the
+// configuration c (as merged) that selects some of the keys the request's
+// rule selects. bucketbridge's rule takes the highest priority, and S3
+// replicates an object that several rules to one destination bucket select
+// by the highest-priority rule only, so for those keys the request's rule
+// silently replaces that rule's settings; into another destination both
+// replicate the object. Either way the caller should know, and only the
+// owner of the other rule can change it.
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-add-config.html
+func overlapWarnings(c policy.ReplicationConfiguration, rule policy.ReplicationRule, side Side) []Warning {
+	var ours int32
+	for _, r := range c.Rules {
+		if r.ID == rule.ID && r.Priority != nil {
+			ours = *r.Priority
+		}
+	}
+	mine, _ := policy.RulePrefix(rule)
+	var out []Warning
+	for _, r := range policy.OverlappingRules(c, rule) {
+		prefix, tagged := policy.RulePrefix(r)
+		keys := fmt.Sprintf("keys under %q", prefix)
+		if len(prefix) < len(mine) {
+			keys = fmt.Sprintf("keys under %q", mine)
+		}
+		if tagged {
+			keys += " that carry its tags"
+		}
+		var prio int32
+		if r.Priority != nil {
+			prio = *r.Priority
+		}
+		var dst string
+		if r.Destination != nil {
+			dst = r.Destination.Bucket
+		}
+		if dst == rule.Destination.Bucket {
+			out = append(out, warn(WarningOverlappingRule,
+				"rule %q (priority %d) on source bucket %s, which bucketbridge does not own, also replicates %s into %s. bucketbridge's rule %s has priority %d, the highest, and S3 replicates an object that several rules to one destination select by the highest-priority rule only: for those keys bucketbridge's rule (its replica key, storage class and delete marker setting) now applies instead of rule %q. If that is not intended, its owner can give rule %q a priority above %d or narrow its prefix",
+				r.ID, prio, side.Bucket, keys, dst, rule.ID, ours, r.ID, r.ID, ours))
+			continue
+		}
+		out = append(out, warn(WarningOverlappingRule,
+			"rule %q (priority %d) on source bucket %s, which bucketbridge does not own, also replicates %s, into %s: S3 replicates those objects to both destinations (and bills both); bucketbridge's rule %s, priority %d, does not change what rule %q does",
+			r.ID, prio, side.Bucket, keys, cmp.Or(dst, "its destination"), rule.ID, ours, r.ID))
+	}
+	return out
 }
 
 // confirmRule checks the rule read back by its identity and destination

@@ -40,6 +40,9 @@ type StepRecord struct {
 	Before  json.RawMessage
 	After   json.RawMessage
 	Error   json.RawMessage
+	// Warnings replace what earlier attempts of the step warned; each names
+	// the phase and the step.
+	Warnings []Warning
 }
 
 // Failure is how a failed attempt leaves the request.
@@ -84,7 +87,8 @@ type WorkStore interface {
 // Holders is what steps read and write, under a shared document's lock,
 // about who holds grants in it.
 type Holders interface {
-	// Peers lists the requests in HoldingStates that f selects. Read under
+	// Peers lists the requests in HoldingStates (and LeavingStates, when
+	// f.Leaving) that f selects. Read under
 	// a document's lock, it is the source of truth for who needs a grant in
 	// that document: two concurrent removals cannot both misread it, as
 	// they would by asking AWS.
@@ -104,6 +108,10 @@ type Holders interface {
 // giving its grants up.
 var HoldingStates = []State{StateRunning, StateSucceeded, StateFailed, StateCancelled}
 
+// LeavingStates are the states of requests that are giving their
+// documents up: their removal may not have reached a document yet.
+var LeavingStates = []State{StateDeprovisioning, StateDeprovisionFailed}
+
 // PeerFilter selects requests by source or destination bucket, or by
 // source or destination key ("" matches any).
 type PeerFilter struct {
@@ -111,6 +119,10 @@ type PeerFilter struct {
 	DestinationBucket string
 	SourceKey         string
 	DestinationKey    string
+	// Leaving also selects the requests in LeavingStates, for what only
+	// they may remember (what a shared setting was before bucketbridge
+	// changed it).
+	Leaving bool
 }
 
 // matches reports whether f selects a request of spec s.

@@ -330,7 +330,7 @@ func (x *execution) Started(ctx context.Context, def StepDef) error {
 // step that finished during shutdown is still recorded.
 func (x *execution) Ended(ctx context.Context, o StepOutcome) error {
 	rec := StepRecord{Phase: x.claim.Phase, Name: o.Def.Name, Status: o.Status(), Changed: o.Result.Changed,
-		Before: encodeDoc(o.Result.Before), After: encodeDoc(o.Result.After)}
+		Before: encodeDoc(o.Result.Before), After: encodeDoc(o.Result.After), Warnings: stepWarnings(x.claim.Phase, o)}
 	if o.Err != nil {
 		rec.Error = x.pool.problem(o.Def.Name, o.Err, !IsPermanent(o.Err))
 	}
@@ -456,6 +456,16 @@ func (p *Pool) problem(step string, err error, retryable bool) json.RawMessage {
 	}
 	b, _ := json.Marshal(pr)
 	return b
+}
+
+// stepWarnings are o's warnings, each naming the phase and the step.
+func stepWarnings(phase Phase, o StepOutcome) []Warning {
+	out := make([]Warning, len(o.Result.Warnings))
+	for i, w := range o.Result.Warnings {
+		w.Phase, w.Step = phase, o.Def.Name
+		out[i] = w
+	}
+	return out
 }
 
 func encodeDoc(v any) json.RawMessage {

@@ -24,11 +24,17 @@ type peerRow struct {
 	Facts []byte
 }
 
-// Peers lists the requests in provision.HoldingStates that f selects.
+// Peers lists the requests in provision.HoldingStates (and
+// provision.LeavingStates with f.Leaving) that f selects.
 func (s *Store) Peers(ctx context.Context, f provision.PeerFilter) ([]provision.Peer, error) {
-	states := make([]string, len(provision.HoldingStates))
-	for i, st := range provision.HoldingStates {
-		states[i] = string(st)
+	var states []string
+	for _, st := range provision.HoldingStates {
+		states = append(states, string(st))
+	}
+	if f.Leaving {
+		for _, st := range provision.LeavingStates {
+			states = append(states, string(st))
+		}
 	}
 	rows, err := s.pool.Query(ctx, selectPeers, states, f.SourceBucket, f.DestinationBucket, f.SourceKey, f.DestinationKey)
 	if err != nil {

@@ -423,4 +423,93 @@ func TestPeersAreTheRequestsHoldingDocumentsOnABucket(t *testing.T) {
 	if err != nil || len(peers) != 1 || peers[0].ID != other.ID {
 		t.Errorf("peers from %s = %v, %v", other.Source.Bucket, peers, err)
 	}
+	// With Leaving, the one being deprovisioned is among them too.
+	peers, err = s.Peers(ctx, provision.PeerFilter{DestinationBucket: "dst-a", Leaving: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, p := range peers {
+		got = append(got, p.ID)
+	}
+	if diff := cmp.Diff([]string{removed.ID, running.ID, cancelled.ID}, got); diff != "" {
+		t.Errorf("peers into dst-a, leaving ones too (-want +got):\n%s", diff)
+	}
+}
+
+// TestStepWarningsReplaceTheirOwnAndKeepOthers: the warnings a step reports
+// are shown with the request, each naming its phase and step; a step that
+// ends again replaces its own warnings and no one else's, even when many
+// steps end at once; and the request's options come back as stored.
+func TestStepWarningsReplaceTheirOwnAndKeepOthers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	sp := spec(1)
+	sp.SetSourceDefaultEncryption = true
+	r, _, err := s.Create(ctx, provision.NewReplication{Spec: sp, RequestedBy: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.SetSourceDefaultEncryption || r.Warnings == nil || len(r.Warnings) != 0 {
+		t.Fatalf("created request: set_source_default_encryption %v, warnings %#v; want true and an empty list", r.SetSourceDefaultEncryption, r.Warnings)
+	}
+	c, ok, err := s.Claim(ctx, "w", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	finish := func(step string, ws ...provision.Warning) {
+		t.Helper()
+		if err := s.StartStep(ctx, &c, step); err != nil {
+			t.Fatal(err)
+		}
+		for i := range ws {
+			ws[i].Phase, ws[i].Step = provision.PhaseProvision, step
+		}
+		rec := provision.StepRecord{Phase: provision.PhaseProvision, Name: step, Status: provision.StepSucceeded, Warnings: ws}
+		if _, err := s.FinishStep(ctx, &c, rec, provision.Facts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := func(code string) provision.Warning { return provision.Warning{Code: code, Message: code + " found"} }
+	finish(provision.StepInspectSource, w("a"), w("b"))
+	finish(provision.StepPutReplicationRule, w("c"))
+	finish(provision.StepInspectSource, w("d"))
+	finish(provision.StepEnableVersioningSource)
+	got, err := s.Get(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []provision.Warning{
+		{Phase: provision.PhaseProvision, Step: provision.StepPutReplicationRule, Code: "c", Message: "c found"},
+		{Phase: provision.PhaseProvision, Step: provision.StepInspectSource, Code: "d", Message: "d found"},
+	}
+	if diff := cmp.Diff(want, got.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+
+	// Many steps ending at once each add theirs.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			step := fmt.Sprintf("step-%d", i)
+			if err := s.StartStep(ctx, &c, step); err != nil {
+				t.Error(err)
+				return
+			}
+			rec := provision.StepRecord{Phase: provision.PhaseProvision, Name: step, Status: provision.StepSucceeded,
+				Warnings: []provision.Warning{{Phase: provision.PhaseProvision, Step: step, Code: "x", Message: step}}}
+			if _, err := s.FinishStep(ctx, &c, rec, provision.Facts{}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err = s.Get(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Warnings) != len(want)+8 {
+		t.Errorf("after 8 steps ended at once there are %d warnings, want %d: %+v", len(got.Warnings), len(want)+8, got.Warnings)
+	}
 }

@@ -187,13 +187,19 @@ func (s *Store) StartStep(ctx context.Context, c *provision.Claim, name string) 
 	return nil
 }
 
-// finishStep records the end of a step's attempt, the facts learned so far
-// and the step's event in one statement, fenced by the lease, and reads
-// whether a caller asked to cancel. attempt counts the failed attempts of
-// the current step: a step that ends well starts the next one (and its
-// backoff) from zero.
+// finishStep records the end of a step's attempt, its warnings (replacing
+// those of its earlier attempts, keeping everyone else's in their order),
+// the facts learned so far and the step's event in one statement, fenced by
+// the lease, and reads whether a caller asked to cancel. attempt counts the
+// failed attempts of the current step: a step that ends well starts the
+// next one (and its backoff) from zero.
 const finishStep = `WITH r AS (
     UPDATE replications SET facts = $3, attempt = CASE WHEN $6 = 'failed' THEN attempt ELSE 0 END,
+        warnings = (
+            SELECT coalesce(jsonb_agg(w ORDER BY n), '[]'::jsonb)
+            FROM jsonb_array_elements(warnings) WITH ORDINALITY AS e(w, n)
+            WHERE NOT (w->>'phase' = $4 AND w->>'step' = $5)
+        ) || $13::jsonb,
         event_seq = event_seq + 1, updated_at = now()
     WHERE id = $1 AND lease_owner = $2
     RETURNING id, event_seq, cancel_requested
@@ -207,12 +213,20 @@ const finishStep = `WITH r AS (
 )
 SELECT cancel_requested FROM r`
 
-// FinishStep records a step's end and the facts learned so far, and
-// reports whether a caller has asked to cancel the request.
+// FinishStep records a step's end, its warnings and the facts learned so
+// far, and reports whether a caller has asked to cancel the request.
 func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provision.StepRecord, facts provision.Facts) (bool, error) {
 	f, err := json.Marshal(facts)
 	if err != nil {
 		return false, fmt.Errorf("encode facts: %w", err)
+	}
+	warnings := rec.Warnings
+	if warnings == nil {
+		warnings = []provision.Warning{}
+	}
+	w, err := json.Marshal(warnings)
+	if err != nil {
+		return false, fmt.Errorf("encode warnings: %w", err)
 	}
 	msg := rec.Name + " " + string(rec.Status)
 	if rec.Changed {
@@ -220,7 +234,7 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 	}
 	var cancel bool
 	err = s.pool.QueryRow(ctx, finishStep, c.Replication.ID, c.Owner, f, rec.Phase, rec.Name, rec.Status, rec.Changed,
-		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg).Scan(&cancel)
+		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg, w).Scan(&cancel)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, provision.ErrLeaseLost
 	}
