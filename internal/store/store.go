@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,9 +24,18 @@ type Store struct {
 	pool *pgxpool.Pool
 	db   *sql.DB // the same pool seen through database/sql, for goose
 	mig  *goose.Provider
-	// wake rouses idle workers, deliveries the webhook dispatchers.
+	// wake rouses idle workers, deliveries the webhook dispatchers, events
+	// the event streams; listener hears the other replicas' notifications
+	// for all three on one connection.
 	wake       *notifier
 	deliveries *notifier
+	events     *notifier
+	listener   *listener
+
+	// idempotencyTTL is how long an Idempotency-Key is remembered; now is
+	// the clock it is measured with.
+	idempotencyTTL time.Duration
+	now            func() time.Time
 
 	hooks []Hook
 	after []func(provision.Change)
@@ -69,8 +79,12 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
-	return &Store{pool: pool, db: db, mig: mig,
-		wake: newNotifier(pool, workChannel), deliveries: newNotifier(pool, DeliveriesChannel)}, nil
+	origin := newOrigin()
+	s := &Store{pool: pool, db: db, mig: mig,
+		wake: newNotifier(pool, workChannel, origin), deliveries: newNotifier(pool, DeliveriesChannel, origin),
+		events: newNotifier(pool, eventsChannel, origin), idempotencyTTL: DefaultIdempotencyTTL, now: time.Now}
+	s.listener = newListener(pool, s.wake, s.deliveries, s.events)
+	return s, nil
 }
 
 // MaxConns is the size of the connection pool.
@@ -78,8 +92,10 @@ func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
 
 // Close releases every connection.
 func (s *Store) Close() {
+	s.listener.close()
 	s.wake.close()
 	s.deliveries.close()
+	s.events.close()
 	s.db.Close()
 	s.pool.Close()
 }
