@@ -184,16 +184,20 @@ func TestPostgresGoesAwayUnderLoad(t *testing.T) {
 	})
 	// A stream follows one of them through the outage.
 	stream := follow(t, srv.base, strings.TrimPrefix(selfs[0], srv.base))
-	streamEnded := make(chan error, 1)
+	type end struct {
+		err error
+		at  time.Time
+	}
+	streamEnded := make(chan end, 1)
 	go func() {
 		lines := bufio.NewScanner(stream)
 		for lines.Scan() {
 		}
-		streamEnded <- lines.Err()
+		streamEnded <- end{lines.Err(), time.Now()}
 	}()
 
-	pg.crash()
 	down := time.Now()
+	pg.crash()
 
 	// While it is down, every call is answered in bounded time: readiness
 	// and the API with 503 problems, never a 500, never a hang.
@@ -206,6 +210,8 @@ func TestPostgresGoesAwayUnderLoad(t *testing.T) {
 		{"POST", selfs[1] + "/cancel", ""},
 		{"POST", srv.base + "/v1/replications", benchRequest(requests + 1)},
 	}
+	var slowest time.Duration
+	calls := 0
 	for time.Since(down) < downFor {
 		var wg sync.WaitGroup
 		answers := make([]timed, len(probes))
@@ -215,6 +221,7 @@ func TestPostgresGoesAwayUnderLoad(t *testing.T) {
 		wg.Wait()
 		for i, a := range answers {
 			p := probes[i]
+			slowest, calls = max(slowest, a.elapsed), calls+1
 			switch {
 			case a.err != nil:
 				t.Errorf("%s %s while the database is down: %v", p.method, p.url, a.err)
@@ -228,11 +235,13 @@ func TestPostgresGoesAwayUnderLoad(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	t.Logf("while the database was down, %d calls were answered 503, the slowest in %s", calls, slowest.Round(time.Millisecond))
 	select {
-	case err := <-streamEnded:
-		if err != nil {
-			t.Errorf("the event stream did not end cleanly: %v", err)
+	case e := <-streamEnded:
+		if e.err != nil {
+			t.Errorf("the event stream did not end cleanly: %v", e.err)
 		}
+		t.Logf("the event stream ended %s after the database went away", e.at.Sub(down).Round(time.Millisecond))
 	default:
 		t.Errorf("the event stream is still open %s after the database went away", time.Since(down).Round(time.Millisecond))
 	}

@@ -36,8 +36,10 @@ const (
 	DefaultStreamHeartbeat = 15 * time.Second
 	// DefaultStreamRecheck is how often a stream reads its timeline without
 	// being woken, in case a notification was lost. The store wakes every
-	// stream itself when its listening connection fails or comes back, so
-	// this only covers a NOTIFY that never left another replica.
+	// stream itself when its listening connection fails or comes back, and
+	// sends again a NOTIFY it could not send, so this only covers one lost
+	// with the replica that was to send it. Two reads a stream every 30 s:
+	// 100 idle streams cost about 7 transactions a second.
 	DefaultStreamRecheck = 30 * time.Second
 )
 

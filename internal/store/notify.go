@@ -26,8 +26,15 @@ const eventsChannel = "bucketbridge_events"
 const notifyEvery = 5 * time.Millisecond
 
 // relistenAfter is how long the listener waits before connecting again
-// after its connection failed.
+// after its connection failed, and a notifier before sending again what it
+// could not send.
 const relistenAfter = time.Second
+
+// maxUnsent bounds the keys a notifier keeps to send again while the
+// database is away; beyond it they are dropped, and those waiting learn of
+// their events when the listeners reconnect (which wakes everyone) or from
+// their own rechecks.
+const maxUnsent = 10_000
 
 // notifier wakes whoever waits on one channel (idle workers when work
 // becomes runnable, dispatchers when deliveries are queued, event streams
@@ -146,7 +153,8 @@ func (n *notifier) subscribe(ctx context.Context, key string) <-chan struct{} {
 	return ch
 }
 
-// run sends the pending notifications, one statement per round.
+// run sends the pending notifications, one statement per round, until
+// ctx ends; what a round could not send goes with the next one.
 func (n *notifier) run(ctx context.Context) {
 	defer close(n.done)
 	for {
@@ -155,25 +163,49 @@ func (n *notifier) run(ctx context.Context) {
 			return
 		case <-n.kick:
 		}
-		n.mu.Lock()
-		keys := slices.Sorted(maps.Keys(n.pending))
-		clear(n.pending)
-		n.mu.Unlock()
-		payloads := make([]string, len(keys))
-		for i, k := range keys {
-			payloads[i] = strings.TrimSpace(n.origin + " " + k)
-		}
-		// A lost NOTIFY only delays other replicas until their next poll
-		// or recheck.
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		n.pool.Exec(sctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", n.channel, payloads) //nolint:errcheck // polling covers a lost wake-up
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(notifyEvery):
+		for {
+			sent := n.send(ctx)
+			wait := notifyEvery
+			if !sent {
+				wait = relistenAfter
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if sent {
+				break
+			}
 		}
 	}
+}
+
+// send sends the pending notifications in one statement and reports
+// whether it could; when not, it keeps them for the next round.
+func (n *notifier) send(ctx context.Context) bool {
+	n.mu.Lock()
+	keys := slices.Sorted(maps.Keys(n.pending))
+	clear(n.pending)
+	n.mu.Unlock()
+	payloads := make([]string, len(keys))
+	for i, k := range keys {
+		payloads[i] = strings.TrimSpace(n.origin + " " + k)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := n.pool.Exec(sctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", n.channel, payloads); err != nil {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		for _, k := range keys {
+			if len(n.pending) >= maxUnsent {
+				break
+			}
+			n.pending[k] = struct{}{}
+		}
+		return false
+	}
+	return true
 }
 
 func (n *notifier) close() {
