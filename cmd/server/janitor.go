@@ -10,6 +10,11 @@ import (
 // short transactions, which never hold many row locks or much WAL at once.
 const sweepBatch = 1000
 
+// sweepPause separates two full batches, so that a long backlog (the first
+// sweep of a table never swept) is deleted at a pace that leaves the
+// database to the requests.
+const sweepPause = 50 * time.Millisecond
+
 // maxSweepEvery is how often, at most, a replica looks for expired keys.
 const maxSweepEvery = 10 * time.Minute
 
@@ -49,12 +54,16 @@ func forgetIdempotencyKeys(ctx context.Context, st keyForgetter, every time.Dura
 // short, and returns how many it deleted.
 func sweep(ctx context.Context, st keyForgetter, batch int) (int64, error) {
 	var total int64
-	for ctx.Err() == nil {
+	for {
 		n, err := st.ForgetExpiredIdempotencyKeys(ctx, batch)
 		total += n
 		if err != nil || n < int64(batch) {
 			return total, err
 		}
+		select {
+		case <-ctx.Done():
+			return total, nil
+		case <-time.After(sweepPause):
+		}
 	}
-	return total, nil
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -94,7 +95,7 @@ func newStreamSet(cfg Config, onOpen func(float64)) (*streamSet, error) {
 		set.recheck = DefaultStreamRecheck
 	}
 	if set.perCaller < 0 || set.max < 0 || set.lifetime < 0 || set.heartbeat < 0 || set.recheck < 0 {
-		return nil, fmt.Errorf("api: the event stream bounds must not be negative")
+		return nil, errors.New("api: the event stream bounds must not be negative")
 	}
 	return set, nil
 }
