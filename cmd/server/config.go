@@ -14,8 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bucketbridge/bucketbridge/internal/api"
 	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
+	"github.com/bucketbridge/bucketbridge/internal/store"
 )
 
 // config is everything the server reads from its environment.
@@ -69,6 +71,18 @@ type config struct {
 	// RateLimit is how many requests that change state each API caller may
 	// send a minute; 0 sets no limit.
 	RateLimit int
+	// IdempotencyTTL is how long an Idempotency-Key is remembered after its
+	// first use (BB_IDEMPOTENCY_TTL).
+	IdempotencyTTL time.Duration
+	// DatabaseTimeout bounds the database work of one API request
+	// (BB_DATABASE_TIMEOUT).
+	DatabaseTimeout time.Duration
+	// StreamsPerCaller and Streams cap the event streams open at once per
+	// caller and in the process, and StreamLifetime ends each stream after
+	// it (BB_SSE_MAX_PER_CALLER, BB_SSE_MAX, BB_SSE_MAX_LIFETIME).
+	StreamsPerCaller int
+	Streams          int
+	StreamLifetime   time.Duration
 
 	// Callbacks is how callbacks are signed and sent.
 	Callbacks callbackConfig
@@ -142,6 +156,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		PropagationTimeout: duration("BB_PROPAGATION_TIMEOUT", provision.DefaultPropagationTimeout),
 		RoleBoundary:       getenv("BB_ROLE_PERMISSIONS_BOUNDARY"),
 		FakeLatency:        nonNegative("BB_FAKE_LATENCY"),
+		IdempotencyTTL:     duration("BB_IDEMPOTENCY_TTL", store.DefaultIdempotencyTTL),
+		DatabaseTimeout:    duration("BB_DATABASE_TIMEOUT", api.DefaultDatabaseTimeout),
+		StreamLifetime:     duration("BB_SSE_MAX_LIFETIME", api.DefaultStreamLifetime),
 	}
 	var err error
 	if cfg.Workers, err = strconv.Atoi(env("BB_WORKERS", strconv.Itoa(provision.DefaultWorkers))); err != nil || cfg.Workers < 0 {
@@ -150,6 +167,15 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if cfg.RateLimit, err = strconv.Atoi(env("BB_RATE_LIMIT", "600")); err != nil || cfg.RateLimit < 0 {
 		errs = append(errs, fmt.Errorf("BB_RATE_LIMIT: want changes per caller per minute, a whole number (0 for no limit), got %q", getenv("BB_RATE_LIMIT")))
 	}
+	positive := func(key string, def int) int {
+		n, err := strconv.Atoi(env(key, strconv.Itoa(def)))
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("%s: want a whole number, 1 or more, got %q", key, getenv(key)))
+		}
+		return n
+	}
+	cfg.StreamsPerCaller = positive("BB_SSE_MAX_PER_CALLER", api.DefaultStreamsPerCaller)
+	cfg.Streams = positive("BB_SSE_MAX", api.DefaultStreams)
 	if v := getenv("BB_FAKE_BENCH_SOURCES"); v != "" {
 		if cfg.FakeBenchSources, err = strconv.Atoi(v); err != nil || cfg.FakeBenchSources < 0 || cfg.FakeBenchSources > 100000 {
 			errs = append(errs, fmt.Errorf("BB_FAKE_BENCH_SOURCES: want a whole number from 0 to 100000, got %q", v))
@@ -303,6 +329,11 @@ func (c config) LogValue() slog.Value {
 		slog.String("fake_latency", c.FakeLatency.String()),
 		slog.Int("fake_bench_sources", c.FakeBenchSources),
 		slog.Int("rate_limit", c.RateLimit),
+		slog.String("idempotency_ttl", c.IdempotencyTTL.String()),
+		slog.String("database_timeout", c.DatabaseTimeout.String()),
+		slog.Int("sse_max_per_caller", c.StreamsPerCaller),
+		slog.Int("sse_max", c.Streams),
+		slog.String("sse_max_lifetime", c.StreamLifetime.String()),
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 		slog.Any("callbacks", c.Callbacks),
 	)

@@ -95,6 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.Workers > 0 && st.MaxConns() < 2 {
 		return fmt.Errorf("DATABASE_URL sets pool_max_conns=%d: workers need at least 2 connections (one may be pinned by a document's lock while its step writes its record on the other)", st.MaxConns())
 	}
+	st.KeepIdempotencyKeys(cfg.IdempotencyTTL)
 	log.InfoContext(ctx, "database pool", "max_conns", st.MaxConns())
 
 	reg := prometheus.NewRegistry()
@@ -127,7 +128,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	handler, err := api.New(api.Config{Store: st, Logger: log, Cloud: cfg.Cloud, OpenAPI: bucketbridge.OpenAPI,
 		Authenticator: authn, Grants: grants, TrustConditions: cfg.TrustConditions, Registry: reg, RateLimit: cfg.RateLimit,
-		CallbackGuard: cfg.Callbacks.Guard, CallbacksDisabled: cfg.Callbacks.Signer == nil})
+		CallbackGuard: cfg.Callbacks.Guard, CallbacksDisabled: cfg.Callbacks.Signer == nil,
+		DatabaseTimeout: cfg.DatabaseTimeout, StreamsPerCaller: cfg.StreamsPerCaller, Streams: cfg.Streams,
+		StreamLifetime: cfg.StreamLifetime})
 	if err != nil {
 		return err
 	}
@@ -152,6 +155,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	// Event streams end as soon as shutdown begins; otherwise every open
+	// one would hold the server for the whole grace period.
+	srv.RegisterOnShutdown(handler.CloseStreams)
 	// SIGHUP is caught from before the server answers, so that a hangup
 	// sent once it is ready reloads the grants instead of killing it.
 	hup := make(chan os.Signal, 1)
@@ -166,6 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	var workers, dispatching sync.WaitGroup
 	workers.Go(func() { pool.Run(ctx) })
 	workers.Go(func() { reloadOnHangup(ctx, hup, grants, log) })
+	workers.Go(func() { forgetIdempotencyKeys(ctx, st, sweepEvery(cfg.IdempotencyTTL), log) })
 	if dispatcher != nil {
 		dispatching.Go(func() { dispatcher.Run(dispatchCtx) })
 	}
@@ -178,7 +185,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	// The pool stops claiming at once and gives running steps the grace
-	// period; HTTP gets the same period for in-flight requests. Then the
+	// period; HTTP gets the same period for in-flight requests, while event
+	// streams end at once (their clients resume elsewhere). Then the
 	// dispatcher stops claiming and finishes the attempts under way, each
 	// bounded by BB_WEBHOOK_TIMEOUT; what it has not sent stays queued for
 	// the other replicas or the next start. The store closes last.

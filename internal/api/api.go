@@ -38,6 +38,10 @@ type Store interface {
 	Reject(ctx context.Context, id, actor, reason string) (provision.Replication, error)
 	Steps(ctx context.Context, id string) ([]provision.Step, error)
 	Events(ctx context.Context, id string, after int64) ([]provision.Event, error)
+	// EventsWake delivers a value whenever events may have been added to
+	// request id's timeline, until ctx ends; event streams read the new
+	// events then, and never poll.
+	EventsWake(ctx context.Context, id string) <-chan struct{}
 	// Deliveries lists a request's callbacks, with their attempts, in the
 	// order of its events; Redeliver queues a finished one again.
 	Deliveries(ctx context.Context, id string) ([]webhook.Delivery, error)
@@ -80,7 +84,32 @@ type Config struct {
 	// CallbacksDisabled refuses every callback_url: the server has no
 	// secret to sign callbacks with.
 	CallbacksDisabled bool
+	// DatabaseTimeout bounds the database work of one API request
+	// (BB_DATABASE_TIMEOUT): past it, as when the database cannot be
+	// reached, the answer is 503. Event streams bound each read instead.
+	// 10s when zero.
+	DatabaseTimeout time.Duration
+	// StreamsPerCaller and Streams cap the event streams open at once, per
+	// caller and in the process (BB_SSE_MAX_PER_CALLER, BB_SSE_MAX); a
+	// stream beyond either is answered 429 with Retry-After. Defaults
+	// DefaultStreamsPerCaller and DefaultStreams when zero.
+	StreamsPerCaller int
+	Streams          int
+	// StreamLifetime ends each event stream after it (BB_SSE_MAX_LIFETIME);
+	// DefaultStreamLifetime when zero.
+	StreamLifetime time.Duration
+	// StreamHeartbeat is how often a stream sends a comment while it has
+	// no events; DefaultStreamHeartbeat when zero.
+	StreamHeartbeat time.Duration
+	// StreamRecheck is how often a stream reads its timeline unwoken, in
+	// case a notification was lost; DefaultStreamRecheck when zero.
+	StreamRecheck time.Duration
 }
+
+// DefaultDatabaseTimeout bounds the database work of one API request: far
+// beyond what any of its statements takes, short enough that a caller
+// learns of a database that does not answer before its own timeout.
+const DefaultDatabaseTimeout = 10 * time.Second
 
 // Server serves the HTTP API.
 type Server struct {
@@ -98,7 +127,12 @@ type Server struct {
 	limiter *httprate.RateLimiter // nil when there is no rate limit
 	// writeTimeout bounds writing an answer that is not a stream.
 	writeTimeout time.Duration
-	router       chi.Router
+	// dbTimeout bounds the database work of a request, or of each read of
+	// a stream.
+	dbTimeout time.Duration
+	// streaming holds the open event streams.
+	streaming *streamSet
+	router    chi.Router
 	// guard checks callback URLs; callbacksOff refuses them all.
 	guard        *webhook.Guard
 	callbacksOff bool
@@ -126,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 		trust:   cfg.TrustConditions,
 
 		writeTimeout: cmp.Or(cfg.WriteTimeout, 30*time.Second),
+		dbTimeout:    cmp.Or(cfg.DatabaseTimeout, DefaultDatabaseTimeout),
 	}
 	if cfg.RateLimit < 0 {
 		return nil, errors.New("api: Config.RateLimit must be 0 (no limit) or more")
@@ -136,6 +171,10 @@ func New(cfg Config) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	s.metrics, s.authzm, s.gather = newHTTPMetrics(reg), newAuthzMetrics(reg), reg
+	var err error
+	if s.streaming, err = newStreamSet(cfg, s.metrics.streams.Add); err != nil {
+		return nil, err
+	}
 	s.guard, s.callbacksOff = cfg.CallbackGuard, cfg.CallbacksDisabled
 	if s.guard == nil {
 		s.guard, _ = webhook.NewGuard("") // an empty allowlist always parses
@@ -168,7 +207,7 @@ func (s *Server) routes() chi.Router {
 	r.Method(http.MethodGet, "/metrics", metricsHandler(s.gather))
 
 	r.Route("/v1/replications", func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(s.authenticate, s.boundDatabase)
 		r.Get("/", s.listReplications)
 		r.Get("/{id}", s.getReplication)
 		r.Get("/{id}/steps", s.listSteps)

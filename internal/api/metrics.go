@@ -18,6 +18,8 @@ import (
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	seconds  *prometheus.HistogramVec
+	// streams counts the open event streams.
+	streams prometheus.Gauge
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -31,8 +33,12 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Help:    "HTTP request durations by method and route.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bucketbridge_event_streams",
+			Help: "Event streams open in this process (at most BB_SSE_MAX).",
+		}),
 	}
-	reg.MustRegister(m.requests, m.seconds)
+	reg.MustRegister(m.requests, m.seconds, m.streams)
 	return m
 }
 

@@ -98,6 +98,22 @@ func (d *deadlineWriter) Flush() {
 // Unwrap lets http.ResponseController reach the connection.
 func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
+// boundDatabase gives every API request but an event stream at most the
+// database timeout: a database that stops answering (a network partition,
+// a full pool) makes requests answer 503 in bounded time instead of
+// holding them and their connections. Streams bound each of their reads.
+func (s *Server) boundDatabase(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.streams(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.dbTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
 // streams reports whether r asks for a server-sent event stream on the
 // route that serves one.
 func (s *Server) streams(r *http.Request) bool {

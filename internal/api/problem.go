@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,9 +96,22 @@ func asProblem(err error) *problem {
 			Detail: "the delivery has not finished: it is sent again at its next_attempt_at; only a delivered or failed delivery can be redelivered"}
 	case errors.Is(err, provision.ErrBadCursor):
 		return badRequest("cursor", "is not a cursor this service issued; start again without it")
+	case errors.Is(err, provision.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return errUnavailable
 	}
 	return nil
 }
+
+// errUnavailable answers a request the database could not serve in time
+// (unreachable, restarting, or slower than BB_DATABASE_TIMEOUT). Nothing
+// was changed that the answer does not say; the same request may be sent
+// again. Its cause is logged, never echoed.
+var errUnavailable = &problem{Type: problemTypeBase + "unavailable", Status: http.StatusServiceUnavailable,
+	Title: "Service Unavailable", Detail: "the database is unavailable; send the request again in a few seconds"}
+
+// unavailableRetryAfter is the Retry-After of a 503: a restarting database
+// is usually back within seconds.
+const unavailableRetryAfter = "5"
 
 // fail answers err as a problem; unknown errors are logged and answered
 // as a bare 500. A duplicate names the live request only to a caller who
@@ -109,10 +123,15 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		err = &provision.DuplicateError{}
 	}
 	p := asProblem(err)
-	if p == nil {
+	switch {
+	case p == nil:
 		s.log.ErrorContext(r.Context(), "request failed", "error", err,
 			"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()))
 		p = errInternal
+	case p == errUnavailable:
+		s.log.WarnContext(r.Context(), "database unavailable", "error", err,
+			"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()))
+		w.Header().Set("Retry-After", unavailableRetryAfter)
 	}
 	s.problem(w, r, p)
 }

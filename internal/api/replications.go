@@ -9,10 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
-
-	"github.com/go-chi/chi/v5"
 
 	"github.com/bucketbridge/bucketbridge/internal/authz"
 	"github.com/bucketbridge/bucketbridge/internal/provision"
@@ -207,47 +204,6 @@ func (s *Server) listSteps(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// eventList is the body of GET /v1/replications/{id}/events.
-type eventList struct {
-	Items []eventJSON `json:"items"`
-}
-
-func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
-	var after int64
-	if v := r.URL.Query().Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			s.fail(w, r, badRequest("after", "must be an event id (a whole number, 0 or more)"))
-			return
-		}
-		after = n
-	}
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		// A reconnecting EventSource resumes where it stopped.
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > after {
-			after = n
-		}
-	}
-	rep, ok := s.authorize(w, r, authz.ActionRead)
-	if !ok {
-		return
-	}
-	events, err := s.store.Events(r.Context(), rep.ID, after)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
-		s.followEvents(w, r, events, after)
-		return
-	}
-	out := eventList{Items: make([]eventJSON, len(events))}
-	for i, e := range events {
-		out.Items[i] = eventOf(e)
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 // cancelReplication cancels a request awaiting approval or pending at once
 // (200) and asks a running one to stop after its current step (202).
 func (s *Server) cancelReplication(w http.ResponseWriter, r *http.Request) {
@@ -344,59 +300,4 @@ func (s *Server) rejectReplication(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, replicationOf(rep, s.cloud))
-}
-
-// eventPoll is how often a followed timeline is read for new events.
-const eventPoll = 500 * time.Millisecond
-
-// followEvents streams a request's timeline as server-sent events, starting
-// with events, until the request is finished or the client goes away. Each
-// event's id lets an EventSource resume with Last-Event-ID.
-func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, events []provision.Event, after int64) {
-	id := chi.URLParam(r, "id")
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	tick := time.NewTicker(eventPoll)
-	defer tick.Stop()
-	for {
-		for _, e := range events {
-			data, err := json.Marshal(eventOf(e))
-			if err != nil {
-				return
-			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, data); err != nil {
-				return
-			}
-			after = e.Seq
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-		// The request's state is read before the next events, so the
-		// event that finished it is always sent before the stream ends.
-		// Grants are asked again each time: a caller whose grants were
-		// withdrawn stops following at once.
-		rep, err := s.store.Get(r.Context(), id)
-		if err != nil || !s.grants().Visible(identityFrom(r.Context()), rep.Source.AccountID, rep.Destination.AccountID) {
-			return
-		}
-		// A finished request's last events are already written: they are
-		// read at once, and the stream ends without waiting for a tick.
-		done := rep.State.Terminal() && !rep.CancelRequested
-		if !done {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-tick.C:
-			}
-		}
-		if events, err = s.store.Events(r.Context(), id, after); err != nil {
-			return
-		}
-		if done && len(events) == 0 {
-			return
-		}
-	}
 }

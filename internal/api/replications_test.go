@@ -472,3 +472,6 @@ func (unreachableStore) Events(context.Context, string, int64) ([]provision.Even
 	return nil, errDown
 }
 func (unreachableStore) Ready(context.Context) error { return errDown }
+func (unreachableStore) EventsWake(context.Context, string) <-chan struct{} {
+	return make(chan struct{})
+}

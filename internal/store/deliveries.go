@@ -289,11 +289,11 @@ func (s *Store) Deliveries(ctx context.Context, replicationID string) ([]webhook
 	}
 	rows, err := s.pool.Query(ctx, selectDeliveries, uid, nil)
 	if err != nil {
-		return nil, fmt.Errorf("list deliveries of %s: %w", replicationID, err)
+		return nil, unavailable(fmt.Errorf("list deliveries of %s: %w", replicationID, err))
 	}
 	ds, err := collectDeliveries(rows)
 	if err != nil {
-		return nil, fmt.Errorf("list deliveries of %s: %w", replicationID, err)
+		return nil, unavailable(fmt.Errorf("list deliveries of %s: %w", replicationID, err))
 	}
 	if len(ds) == 0 {
 		// Nothing listed: tell an unknown request from one with none yet.
@@ -330,18 +330,18 @@ func (s *Store) Redeliver(ctx context.Context, replicationID, deliveryID string)
 	}
 	tag, err := s.pool.Exec(ctx, redeliver, rid, did)
 	if err != nil {
-		return webhook.Delivery{}, fmt.Errorf("redeliver %s of %s: %w", deliveryID, replicationID, err)
+		return webhook.Delivery{}, unavailable(fmt.Errorf("redeliver %s of %s: %w", deliveryID, replicationID, err))
 	}
 	if tag.RowsAffected() == 1 {
 		s.deliveries.Notify()
 	}
 	rows, err := s.pool.Query(ctx, selectDeliveries, rid, did)
 	if err != nil {
-		return webhook.Delivery{}, fmt.Errorf("read delivery %s of %s: %w", deliveryID, replicationID, err)
+		return webhook.Delivery{}, unavailable(fmt.Errorf("read delivery %s of %s: %w", deliveryID, replicationID, err))
 	}
 	ds, err := collectDeliveries(rows)
 	if err != nil {
-		return webhook.Delivery{}, fmt.Errorf("read delivery %s of %s: %w", deliveryID, replicationID, err)
+		return webhook.Delivery{}, unavailable(fmt.Errorf("read delivery %s of %s: %w", deliveryID, replicationID, err))
 	}
 	switch {
 	case len(ds) == 0:

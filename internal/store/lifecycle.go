@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -161,18 +163,36 @@ func (s *Store) applyNow(ctx context.Context, ch change) (provision.Replication,
 	return c.Replication, nil
 }
 
-// inTx runs fn in a transaction, committing when it returns nil.
+// txn is a transaction of inTx. It remembers whose timelines grew, so
+// that the event streams following them are woken once it has committed,
+// never before: a stream woken early would read nothing new and wait.
+type txn struct {
+	pgx.Tx
+	grew map[string]struct{}
+}
+
+// inTx runs fn in a transaction, committing when it returns nil, then
+// announces the events it appended. An error of an unreachable database
+// is provision.ErrUnavailable.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return unavailable(s.runTx(ctx, fn))
+}
+
+func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if err := fn(tx); err != nil {
+	t := &txn{Tx: tx, grew: map[string]struct{}{}}
+	if err := fn(t); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if len(t.grew) > 0 {
+		s.events.Notify(slices.Collect(maps.Keys(t.grew))...)
 	}
 	return nil
 }
@@ -195,14 +215,32 @@ const insertEvent = `WITH n AS (
 INSERT INTO replication_events (replication_id, seq, type, state, step, actor, message, detail)
 SELECT $1, n.event_seq, $2, $3, $4, $5, $6, $7 FROM n`
 
-// appendEvent adds one entry to a request's timeline.
-func appendEvent(ctx context.Context, q querier, id string, e event) error {
+// appendEvent adds one entry to a request's timeline, in a transaction of
+// inTx, which announces it on eventsChannel once it has committed.
+func appendEvent(ctx context.Context, tx pgx.Tx, id string, e event) error {
+	t, ok := tx.(*txn)
+	if !ok {
+		// Every transaction of the store is begun by inTx; an event written
+		// elsewhere would never wake the streams following the request.
+		return fmt.Errorf("append event to %s: not in a transaction of the store", id)
+	}
 	var state *provision.State
 	if e.state != "" {
 		state = &e.state
 	}
-	if _, err := q.Exec(ctx, insertEvent, id, e.typ, state, e.step, e.actor, e.message, nullJSON(e.detail)); err != nil {
+	if _, err := tx.Exec(ctx, insertEvent, id, e.typ, state, e.step, e.actor, e.message, nullJSON(e.detail)); err != nil {
 		return fmt.Errorf("append event to %s: %w", id, err)
 	}
+	t.grew[canonicalID(id)] = struct{}{}
 	return nil
+}
+
+// canonicalID spells a request id the way the database returns it, so
+// that an id given in capitals names the same subscribers; what is not a
+// UUID is kept as it is.
+func canonicalID(id string) string {
+	if u, err := uuid.Parse(id); err == nil {
+		return u.String()
+	}
+	return id
 }

@@ -149,7 +149,7 @@ func listening(t *testing.T, db *pgx.Conn, channel string) int {
 	t.Helper()
 	var n int
 	if err := db.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND query = 'LISTEN "'||$1||'"'`, channel).Scan(&n); err != nil {
+WHERE datname = current_database() AND query LIKE '%LISTEN "'||$1||'"%'`, channel).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

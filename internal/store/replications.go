@@ -134,11 +134,56 @@ func collectReplications(rows pgx.Rows) ([]provision.Replication, error) {
 	return out, nil
 }
 
-const insertIdempotencyKey = `INSERT INTO idempotency_keys (caller, key, request_hash)
-VALUES ($1, $2, $3) ON CONFLICT (caller, key) DO NOTHING`
+// DefaultIdempotencyTTL is how long an Idempotency-Key is remembered after
+// its first use unless KeepIdempotencyKeys says otherwise: 24 hours, the
+// window the IETF draft's examples and the large payment APIs (Stripe's
+// "keys are eligible to be removed after at least 24 hours") give a client
+// to retry.
+// https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/
+// https://docs.stripe.com/api/idempotent_requests
+const DefaultIdempotencyTTL = 24 * time.Hour
 
+// KeepIdempotencyKeys sets how long an Idempotency-Key is remembered after
+// its first use. An older key is forgotten: the next request with it is a
+// new request, whatever its body. Call it before the store is used.
+func (s *Store) KeepIdempotencyKeys(ttl time.Duration) { s.idempotencyTTL = ttl }
+
+// keyCutoff is the first use at or before which a key is expired now.
+func (s *Store) keyCutoff(now time.Time) time.Time { return now.Add(-s.idempotencyTTL) }
+
+// claimIdempotencyKey takes caller $1's key $2 for the request hashing to
+// $3, first used at $5: a new key, or an expired one (first used at or
+// before $4), whose row is taken over afresh. A live key is left as it is
+// and affects no row: the request is a retry, answered by replay. A retry
+// racing the one taking an expired key over waits for its row, then finds
+// it live and replays it, so one request is created, not two.
+const claimIdempotencyKey = `INSERT INTO idempotency_keys (caller, key, request_hash, created_at)
+VALUES ($1, $2, $3, $5)
+ON CONFLICT (caller, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, replication_id = NULL,
+    response_status = NULL, response_body = NULL, created_at = EXCLUDED.created_at
+WHERE idempotency_keys.created_at <= $4`
+
+// selectIdempotencyKey reads a live key ($3 is the cut-off).
 const selectIdempotencyKey = `SELECT request_hash, replication_id, response_status, response_body FROM idempotency_keys
-WHERE caller = $1 AND key = $2`
+WHERE caller = $1 AND key = $2 AND created_at > $3`
+
+// deleteExpiredKeys forgets at most $2 keys first used at or before $1.
+// SKIP LOCKED leaves a key that a request is taking over to that request,
+// and lets the replicas' janitors share the work.
+const deleteExpiredKeys = `DELETE FROM idempotency_keys WHERE (caller, key) IN (
+    SELECT caller, key FROM idempotency_keys WHERE created_at <= $1
+    LIMIT $2 FOR UPDATE SKIP LOCKED)`
+
+// ForgetExpiredIdempotencyKeys deletes at most limit expired keys, in one
+// short statement, and returns how many it deleted. An expired key already
+// acts as new; this only keeps the table from growing for ever.
+func (s *Store) ForgetExpiredIdempotencyKeys(ctx context.Context, limit int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, deleteExpiredKeys, s.keyCutoff(s.now()), limit)
+	if err != nil {
+		return 0, unavailable(fmt.Errorf("forget expired idempotency keys: %w", err))
+	}
+	return tag.RowsAffected(), nil
+}
 
 const insertReplication = `INSERT INTO replications (id, state, source_account_id, source_region, source_bucket, source_kms_key_arn,
 	destination_account_id, destination_region, destination_bucket, destination_kms_key_arn,
@@ -166,12 +211,15 @@ func (s *Store) Create(ctx context.Context, in provision.NewReplication) (r prov
 	var c provision.Change
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		if in.IdempotencyKey != "" {
-			tag, err := tx.Exec(ctx, insertIdempotencyKey, in.RequestedBy, in.IdempotencyKey, in.RequestHash)
+			now := s.now()
+			tag, err := tx.Exec(ctx, claimIdempotencyKey, in.RequestedBy, in.IdempotencyKey, in.RequestHash,
+				s.keyCutoff(now), now)
 			if err != nil {
 				return fmt.Errorf("claim idempotency key: %w", err)
 			}
 			if tag.RowsAffected() == 0 {
-				replay, err = replayAnswer(ctx, tx, in)
+				// The key is live, and this transaction holds its row.
+				replay, err = replayAnswer(ctx, tx, in, s.keyCutoff(now))
 				return err
 			}
 		}
@@ -239,23 +287,24 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, in provision.NewReplicati
 // was used with another body (hash). It stores nothing: it answers a retry
 // from a caller who may no longer create what they first asked for.
 func (s *Store) Replay(ctx context.Context, caller, key string, hash []byte) (*provision.Response, error) {
-	replay, err := replayAnswer(ctx, s.pool, provision.NewReplication{RequestedBy: caller, IdempotencyKey: key, RequestHash: hash})
+	in := provision.NewReplication{RequestedBy: caller, IdempotencyKey: key, RequestHash: hash}
+	replay, err := replayAnswer(ctx, s.pool, in, s.keyCutoff(s.now()))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
-	return replay, err
+	return replay, unavailable(err)
 }
 
 // replayAnswer returns the answer remembered for a request whose
-// idempotency key is already taken.
-func replayAnswer(ctx context.Context, q querier, in provision.NewReplication) (*provision.Response, error) {
+// idempotency key is live (first used after cutoff).
+func replayAnswer(ctx context.Context, q querier, in provision.NewReplication, cutoff time.Time) (*provision.Response, error) {
 	var (
 		hash   []byte
 		id     *uuid.UUID
 		status *int
 		body   []byte
 	)
-	if err := q.QueryRow(ctx, selectIdempotencyKey, in.RequestedBy, in.IdempotencyKey).Scan(&hash, &id, &status, &body); err != nil {
+	if err := q.QueryRow(ctx, selectIdempotencyKey, in.RequestedBy, in.IdempotencyKey, cutoff).Scan(&hash, &id, &status, &body); err != nil {
 		return nil, fmt.Errorf("read idempotency key: %w", err)
 	}
 	if !bytes.Equal(hash, in.RequestHash) {
@@ -281,7 +330,7 @@ func (s *Store) duplicate(ctx context.Context, sp provision.Spec) error {
 		return &provision.DuplicateError{}
 	}
 	if err != nil {
-		return fmt.Errorf("find live replication: %w", err)
+		return unavailable(fmt.Errorf("find live replication: %w", err))
 	}
 	dup.ExistingID = id.String()
 	return &dup
@@ -291,7 +340,8 @@ const selectReplication = `SELECT ` + replicationColumns + ` FROM replications W
 
 // Get returns one replication, or provision.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (provision.Replication, error) {
-	return getReplication(ctx, s.pool, id)
+	r, err := getReplication(ctx, s.pool, id)
+	return r, unavailable(err)
 }
 
 func getReplication(ctx context.Context, q querier, id string) (provision.Replication, error) {
@@ -385,11 +435,11 @@ func (s *Store) List(ctx context.Context, f provision.Filter) (provision.Page, e
 	}
 	rows, err := s.pool.Query(ctx, listReplications, args...)
 	if err != nil {
-		return provision.Page{}, fmt.Errorf("list replications: %w", err)
+		return provision.Page{}, unavailable(fmt.Errorf("list replications: %w", err))
 	}
 	items, err := collectReplications(rows)
 	if err != nil {
-		return provision.Page{}, fmt.Errorf("list replications: %w", err)
+		return provision.Page{}, unavailable(fmt.Errorf("list replications: %w", err))
 	}
 	page := provision.Page{Items: items}
 	if len(items) > f.Limit {

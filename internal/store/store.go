@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,11 +24,20 @@ type Store struct {
 	pool *pgxpool.Pool
 	db   *sql.DB // the same pool seen through database/sql, for goose
 	mig  *goose.Provider
-	// wake rouses idle workers, deliveries the webhook dispatchers.
+	// wake rouses idle workers, deliveries the webhook dispatchers, events
+	// the event streams; listener hears the other replicas' notifications
+	// for all three on one connection.
 	wake       *notifier
 	deliveries *notifier
 	// locks queues Lock's holders inside the process.
-	locks *keyLocks
+	locks    *keyLocks
+	events   *notifier
+	listener *listener
+
+	// idempotencyTTL is how long an Idempotency-Key is remembered; now is
+	// the clock it is measured with.
+	idempotencyTTL time.Duration
+	now            func() time.Time
 
 	hooks []Hook
 	after []func(provision.Change)
@@ -71,9 +81,13 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
-	return &Store{pool: pool, db: db, mig: mig,
-		wake: newNotifier(pool, workChannel), deliveries: newNotifier(pool, DeliveriesChannel),
-		locks: newKeyLocks(lockConns(int(cfg.MaxConns)))}, nil
+	origin := newOrigin()
+	s := &Store{pool: pool, db: db, mig: mig,
+		wake: newNotifier(pool, workChannel, origin), deliveries: newNotifier(pool, DeliveriesChannel, origin),
+		events: newNotifier(pool, eventsChannel, origin), idempotencyTTL: DefaultIdempotencyTTL, now: time.Now,
+		locks: newKeyLocks(lockConns(int(cfg.MaxConns)))}
+	s.listener = newListener(pool, s.wake, s.deliveries, s.events)
+	return s, nil
 }
 
 // lockConns is how many of a pool's connections Lock's holders may pin at
@@ -86,8 +100,10 @@ func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
 
 // Close releases every connection.
 func (s *Store) Close() {
+	s.listener.close()
 	s.wake.close()
 	s.deliveries.close()
+	s.events.close()
 	s.db.Close()
 	s.pool.Close()
 }

@@ -76,6 +76,11 @@ func (s *Store) Events(ctx context.Context, id string, after int64) ([]provision
 // its events). An empty list reads the request itself, to tell an unknown
 // id (provision.ErrNotFound) from a request with nothing listed yet.
 func timeline[T any](ctx context.Context, s *Store, id, what, sql string, scan pgx.RowToFunc[T], args ...any) ([]T, error) {
+	rs, err := readTimeline(ctx, s, id, what, sql, scan, args...)
+	return rs, unavailable(err)
+}
+
+func readTimeline[T any](ctx context.Context, s *Store, id, what, sql string, scan pgx.RowToFunc[T], args ...any) ([]T, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return nil, provision.ErrNotFound

@@ -241,6 +241,8 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 	if err != nil {
 		return false, fmt.Errorf("finish step %s of %s: %w", rec.Name, c.Replication.ID, err)
 	}
+	// The statement appended the step's event, and has committed.
+	s.events.Notify(canonicalID(c.Replication.ID))
 	return cancel, nil
 }
 

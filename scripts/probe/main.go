@@ -1,7 +1,7 @@
 // Command probe plays a hostile client against a running bucketbridge and
 // reports what it answered: malformed bodies, bad ids, cursors and filters,
 // hostile request ids, random HTTP methods, clients that stall, and the
-// per-caller rate limit. It exits 1 when any answer breaks the API's
+// per-caller rate limit, and (alone) a flood of event streams. It exits 1 when any answer breaks the API's
 // promises (a 5xx, a 4xx that is not problem+json, metrics that grow with
 // what clients send, a rate limit that does not hold). scripts/probe.sh
 // runs it against a dev-mode server; docs/SECURITY.md records its figures.
@@ -59,11 +59,14 @@ func run() error {
 		base      = flag.String("base", "http://127.0.0.1:18473", "the server's base URL")
 		token     = flag.String("token", "", "an API token")
 		token2    = flag.String("token2", "", "a second caller's API token, for the rate limit")
-		only      = flag.String("only", "all", "all, or rate for the rate limit alone")
+		only      = flag.String("only", "all", "all; rate for the rate limit alone; streams for event streams alone")
 		rateLimit = flag.Int("rate-limit", 0, "the server's BB_RATE_LIMIT; 0 skips the rate-limit check")
 		methods   = flag.Int("methods", 3000, "random HTTP methods to send")
 		slow      = flag.Int("slow", 20, "clients that stall mid-body, and as many mid-headers")
 		seed      = flag.Uint64("seed", 1, "seed of the random choices, so runs repeat")
+		streams   = flag.Int("streams", 450, "event streams to open at once, with -only streams")
+		expect    = flag.Int("expect-open", -1, "how many of them the server's caps let open; -1 does not check")
+		hold      = flag.Duration("hold", 10*time.Minute, "how long to hold the open streams unless the server ends them")
 	)
 	flag.Parse()
 	if *token == "" {
@@ -72,6 +75,14 @@ func run() error {
 	p := &probe{base: strings.TrimSuffix(*base, "/"), token: *token,
 		client: &http.Client{Timeout: 60 * time.Second}, rng: rand.New(rand.NewPCG(*seed, *seed))}
 
+	if *only == "streams" {
+		tokens := []string{*token}
+		if *token2 != "" {
+			tokens = append(tokens, *token2)
+		}
+		p.streams(tokens, *streams, *expect, *hold)
+		return p.report()
+	}
 	if *only == "rate" {
 		if *token2 == "" || *rateLimit <= 0 {
 			return errors.New("-only rate needs -token2 and -rate-limit")
