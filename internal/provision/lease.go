@@ -87,7 +87,14 @@ func (k *leaseKeeper) renew(ctx context.Context) error {
 	if k.lost.Load() {
 		return ErrLeaseLost
 	}
-	cancel, err := k.store.Extend(ctx, k.claim, k.lease)
+	// A renewal the database never answers must not outlast the lease: it
+	// gets until the point where the run would be stopped anyway.
+	k.mu.Lock()
+	left := k.renewed.Add(k.lease * 9 / 10).Sub(k.now())
+	k.mu.Unlock()
+	ectx, cancelExtend := context.WithTimeout(ctx, max(left, 0))
+	cancel, err := k.store.Extend(ectx, k.claim, k.lease)
+	cancelExtend()
 	now := k.now()
 	k.mu.Lock()
 	defer k.mu.Unlock()

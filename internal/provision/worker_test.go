@@ -380,6 +380,37 @@ func (d *deadStore) Release(ctx context.Context, c *provision.Claim) error {
 	return d.Store.Release(ctx, c)
 }
 
+// hungStore answers no lease renewal: its database accepts the call and
+// never replies.
+type hungStore struct{ *store.Store }
+
+func (hungStore) Extend(ctx context.Context, _ *provision.Claim, _ time.Duration) (bool, error) {
+	<-ctx.Done()
+	return false, ctx.Err()
+}
+
+// TestAWorkerWhoseHeartbeatHangsStopsItsStep: when the renewal of a lease
+// hangs, the worker must still stop acting on the request before the lease
+// runs out, since another worker may then claim it.
+func TestAWorkerWhoseHeartbeatHangsStopsItsStep(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	const lease = 600 * time.Millisecond
+	stopped := make(chan struct{})
+	steps := table(provision.StepDef{Name: "long", Group: 1, Run: func(ctx context.Context, r *provision.Run) (provision.Result, error) {
+		<-ctx.Done()
+		close(stopped)
+		return provision.Result{}, ctx.Err()
+	}})
+	create(t, st, 1)
+	startPool(t, provision.PoolConfig{Store: hungStore{st}, Steps: steps, Workers: 1, Lease: lease})
+	select {
+	case <-stopped:
+	case <-time.After(5 * lease):
+		t.Fatal("the step still runs long after the lease it could not renew ran out")
+	}
+}
+
 func TestAKilledWorkersRequestIsResumedByAnotherFromItsFirstUnfinishedStep(t *testing.T) {
 	t.Parallel()
 	st := storetest.New(t)
