@@ -130,6 +130,11 @@ type Facts struct {
 	// policies, B's bucket and key policies, KA's key policy): a canary that
 	// goes FAILED within the propagation timeout of it is written again.
 	PermissionsWrittenAt *time.Time `json:"permissions_written_at,omitempty"`
+	// SourceVersioned and DestinationVersioned: inspection found
+	// versioning Enabled on X and on Y. Enabled never reverts to
+	// unversioned, so the versioning steps need not read it again.
+	SourceVersioned      bool `json:"source_versioned,omitempty"`
+	DestinationVersioned bool `json:"destination_versioned,omitempty"`
 	// VersioningEnabledAt is when bucketbridge enabled versioning on a
 	// bucket; "versioning must be enabled" is retried for a bounded time after it.
 	VersioningEnabledAt *time.Time `json:"versioning_enabled_at,omitempty"`

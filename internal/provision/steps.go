@@ -224,3 +224,30 @@ func inParallel(n int, fn func(i int) error) error {
 func (r *Run) confirmWrites() bool {
 	return r.Replication.Phase != PhaseProvision || !r.Replication.Verify
 }
+
+// pending is the answer to an AWS read started ahead of the code that
+// judges it: a step starts its independent reads at once and checks their
+// answers in the order it would have made them, so that each costs no
+// more wait than the slowest, and errors read as they would one after
+// another.
+type pending[T any] struct {
+	done chan struct{}
+	v    T
+	err  error
+}
+
+// prefetch starts read now.
+func prefetch[T any](read func() (T, error)) *pending[T] {
+	p := &pending[T]{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.v, p.err = read()
+	}()
+	return p
+}
+
+// get waits for the answer.
+func (p *pending[T]) get() (T, error) {
+	<-p.done
+	return p.v, p.err
+}

@@ -84,11 +84,16 @@ type destinationFindings struct {
 // delegates to A's IAM or not.
 func inspectSource(ctx context.Context, run *Run) (Result, error) {
 	side := run.Replication.Source
-	b, err := inspectBucket(ctx, run.Source, side, "source", run.Replication.EnableVersioning)
+	// Every read starts at once; their answers are judged in order below.
+	bucket := readBucket(ctx, run.Source, side)
+	replication := prefetch(func() (*policy.ReplicationConfiguration, error) { return readReplication(ctx, run.Source, side) })
+	locked := prefetch(func() (objectLock, error) { return readObjectLock(ctx, run.Source, side) })
+	key := readKey(ctx, run.Source, side)
+	b, err := bucket.check(side, "source", run.Replication.EnableVersioning)
 	if err != nil {
 		return Result{}, err
 	}
-	repl, err := readReplication(ctx, run.Source, side)
+	repl, err := replication.get()
 	if err != nil {
 		return Result{}, err
 	}
@@ -111,12 +116,12 @@ func inspectSource(ctx context.Context, run *Run) (Result, error) {
 			}
 		}
 	}
-	lock, lockDefault, err := objectLockEnabled(ctx, run.Source, side)
+	lock, err := locked.get()
 	if err != nil {
 		return Result{}, err
 	}
-	b.ObjectLock, b.ObjectLockDefault = lock, lockDefault
-	k, err := inspectKey(ctx, run.Source, side, "source")
+	b.ObjectLock, b.ObjectLockDefault = lock.Enabled, lock.DefaultMode
+	k, err := key.check(side, "source")
 	if err != nil {
 		return Result{}, err
 	}
@@ -133,7 +138,8 @@ func inspectSource(ctx context.Context, run *Run) (Result, error) {
 		f.RoleAdopted = role.Adopted
 		f.AdoptedRoleARN = role.ARN
 		f.SourceKeyNotDelegated = !delegated
-		f.SourceObjectLock = lock
+		f.SourceObjectLock = lock.Enabled
+		f.SourceVersioned = b.Versioning == string(s3types.BucketVersioningStatusEnabled)
 	})
 	return Result{After: sourceFindings{Bucket: b, Key: k, Role: role}, Warnings: warnings}, nil
 }
@@ -143,11 +149,19 @@ func inspectSource(ctx context.Context, run *Run) (Result, error) {
 // KB is a usable customer-managed key in RY.
 func inspectDestination(ctx context.Context, run *Run) (Result, error) {
 	side := run.Replication.Destination
-	b, err := inspectBucket(ctx, run.Destination, side, "destination", run.Replication.EnableVersioning)
+	// Every read starts at once; their answers are judged in order below.
+	bucket := readBucket(ctx, run.Destination, side)
+	ownership := prefetch(func() (*s3.GetBucketOwnershipControlsOutput, error) {
+		return run.Destination.S3.GetBucketOwnershipControls(ctx, &s3.GetBucketOwnershipControlsInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID)})
+	})
+	bucketPolicy := prefetch(func() (*policy.Document, error) { return readBucketPolicy(ctx, run.Destination, side) })
+	locked := prefetch(func() (objectLock, error) { return readObjectLock(ctx, run.Destination, side) })
+	key := readKey(ctx, run.Destination, side)
+	b, err := bucket.check(side, "destination", run.Replication.EnableVersioning)
 	if err != nil {
 		return Result{}, err
 	}
-	own, err := run.Destination.S3.GetBucketOwnershipControls(ctx, &s3.GetBucketOwnershipControlsInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID)})
+	own, err := ownership.get()
 	switch {
 	case IsNotFound(err):
 		// No controls: ACLs are honoured, as with ObjectWriter.
@@ -160,23 +174,22 @@ func inspectDestination(ctx context.Context, run *Run) (Result, error) {
 			b.ObjectOwnership = string(own.OwnershipControls.Rules[0].ObjectOwnership)
 		}
 	}
-	pol, err := readBucketPolicy(ctx, run.Destination, side)
+	if b.Policy, err = bucketPolicy.get(); err != nil {
+		return Result{}, err
+	}
+	lock, err := locked.get()
 	if err != nil {
 		return Result{}, err
 	}
-	if pol != nil {
-		b.Policy = pol
-	}
-	if b.ObjectLock, b.ObjectLockDefault, err = objectLockEnabled(ctx, run.Destination, side); err != nil {
-		return Result{}, err
-	}
-	k, err := inspectKey(ctx, run.Destination, side, "destination")
+	b.ObjectLock, b.ObjectLockDefault = lock.Enabled, lock.DefaultMode
+	k, err := key.check(side, "destination")
 	if err != nil {
 		return Result{}, err
 	}
 	enforced := b.ObjectOwnership == string(s3types.ObjectOwnershipBucketOwnerEnforced)
 	run.Learn(func(f *Facts) {
 		f.DestinationOwnerEnforced, f.DestinationObjectLock, f.DestinationLockDefault = enforced, b.ObjectLock, b.ObjectLockDefault
+		f.DestinationVersioned = b.Versioning == string(s3types.BucketVersioningStatusEnabled)
 	})
 	return Result{After: destinationFindings{Bucket: b, Key: k, OwnerEnforced: enforced}}, nil
 }
@@ -190,12 +203,38 @@ func versioningAdvice(which, bucket, status string) string {
 		which, bucket, status, bucket, bucket)
 }
 
-// inspectBucket checks that a side's bucket exists, belongs to the side's
-// account, is in its region and is versioned unless the request may enable it.
-func inspectBucket(ctx context.Context, acct *Account, side Side, which string, mayEnableVersioning bool) (bucketFindings, error) {
+// bucketReads are the reads inspection makes of a bucket, started at once.
+type bucketReads struct {
+	head       *pending[*s3.HeadBucketOutput]
+	location   *pending[*s3.GetBucketLocationOutput]
+	versioning *pending[*s3.GetBucketVersioningOutput]
+	encryption *pending[*s3.GetBucketEncryptionOutput]
+}
+
+func readBucket(ctx context.Context, acct *Account, side Side) bucketReads {
+	bucket, owner := aws.String(side.Bucket), aws.String(side.AccountID)
+	return bucketReads{
+		head: prefetch(func() (*s3.HeadBucketOutput, error) {
+			return acct.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: bucket, ExpectedBucketOwner: owner})
+		}),
+		location: prefetch(func() (*s3.GetBucketLocationOutput, error) {
+			return acct.S3.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: bucket, ExpectedBucketOwner: owner})
+		}),
+		versioning: prefetch(func() (*s3.GetBucketVersioningOutput, error) {
+			return acct.S3.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: bucket, ExpectedBucketOwner: owner})
+		}),
+		encryption: prefetch(func() (*s3.GetBucketEncryptionOutput, error) {
+			return acct.S3.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: bucket, ExpectedBucketOwner: owner})
+		}),
+	}
+}
+
+// check judges the reads in order: the bucket exists, belongs to the
+// side's account, is in its region and is versioned unless the request
+// may enable it.
+func (r bucketReads) check(side Side, which string, mayEnableVersioning bool) (bucketFindings, error) {
 	f := bucketFindings{Bucket: side.Bucket, Owner: side.AccountID}
-	owner := aws.String(side.AccountID)
-	_, err := acct.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+	_, err := r.head.get()
 	switch {
 	case err == nil:
 	case IsNotFound(err):
@@ -207,7 +246,7 @@ func inspectBucket(ctx context.Context, acct *Account, side Side, which string, 
 	default:
 		return f, classify(err, call{Account: side.AccountID, Action: "s3:ListBucket", Resource: side.Bucket})
 	}
-	loc, err := acct.S3.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+	loc, err := r.location.get()
 	if err != nil {
 		return f, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketLocation", Resource: side.Bucket})
 	}
@@ -215,7 +254,7 @@ func inspectBucket(ctx context.Context, acct *Account, side Side, which string, 
 	if f.Region != side.Region {
 		return f, Permanent(fmt.Sprintf("%s bucket %s is in region %s, not %s: deprovision this request (DELETE it) and resubmit it with region %s and a key in that region", which, side.Bucket, f.Region, side.Region, f.Region), nil)
 	}
-	ver, err := acct.S3.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+	ver, err := r.versioning.get()
 	if err != nil {
 		return f, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketVersioning", Resource: side.Bucket})
 	}
@@ -223,7 +262,7 @@ func inspectBucket(ctx context.Context, acct *Account, side Side, which string, 
 	if ver.Status != s3types.BucketVersioningStatusEnabled && !mayEnableVersioning {
 		return f, Permanent(versioningAdvice(which, side.Bucket, f.Versioning), nil)
 	}
-	enc, err := acct.S3.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})
+	enc, err := r.encryption.get()
 	switch {
 	case IsNotFound(err):
 	case err != nil:
@@ -252,9 +291,24 @@ func bucketRegion(lc s3types.BucketLocationConstraint) string {
 	return string(lc)
 }
 
-// inspectKey checks that a side's key is a usable customer-managed symmetric
-// key of the side's account and region, and reads its policy.
-func inspectKey(ctx context.Context, acct *Account, side Side, which string) (keyFindings, error) {
+// keyReads are the reads inspection makes of a key, started at once.
+type keyReads struct {
+	describe *pending[*kms.DescribeKeyOutput]
+	policy   *pending[policy.Document]
+}
+
+func readKey(ctx context.Context, acct *Account, side Side) keyReads {
+	return keyReads{
+		describe: prefetch(func() (*kms.DescribeKeyOutput, error) {
+			return acct.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(side.KMSKeyARN)})
+		}),
+		policy: prefetch(func() (policy.Document, error) { return readKeyPolicy(ctx, acct, side) }),
+	}
+}
+
+// check judges the reads: the key is a usable customer-managed symmetric
+// key of the side's account and region; it returns them with its policy.
+func (r keyReads) check(side Side, which string) (keyFindings, error) {
 	f := keyFindings{ARN: side.KMSKeyARN}
 	if region, account, ok := keyARNParts(side.KMSKeyARN); ok {
 		if region != side.Region {
@@ -264,7 +318,7 @@ func inspectKey(ctx context.Context, acct *Account, side Side, which string) (ke
 			return f, Permanent(fmt.Sprintf("%s key %s belongs to account %s, not %s: name a key of the bucket's account", which, side.KMSKeyARN, account, side.AccountID), nil)
 		}
 	}
-	out, err := acct.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(side.KMSKeyARN)})
+	out, err := r.describe.get()
 	switch {
 	case IsNotFound(err):
 		return f, Permanent(fmt.Sprintf("%s key %s does not exist in account %s, region %s: check the key ARN", which, side.KMSKeyARN, side.AccountID, side.Region), err)
@@ -289,7 +343,7 @@ func inspectKey(ctx context.Context, acct *Account, side Side, which string) (ke
 	case md.KeyUsage != "" && md.KeyUsage != kmstypes.KeyUsageTypeEncryptDecrypt:
 		return f, Permanent(fmt.Sprintf("%s key %s has key usage %s: S3 needs an ENCRYPT_DECRYPT key", which, side.KMSKeyARN, md.KeyUsage), nil)
 	}
-	doc, err := readKeyPolicy(ctx, acct, side)
+	doc, err := r.policy.get()
 	if err != nil {
 		return f, err
 	}
@@ -327,24 +381,31 @@ func adoptableRole(arn string, side Side) (string, error) {
 	return ref.Name, nil
 }
 
-// objectLockEnabled reports whether a side's bucket has Object Lock
-// enabled, and the mode of its default retention ("" for none).
-func objectLockEnabled(ctx context.Context, acct *Account, side Side) (enabled bool, defaultMode string, err error) {
+// objectLock is a bucket's Object Lock: enabled or not, and the mode of
+// its default retention ("" for none).
+type objectLock struct {
+	Enabled     bool
+	DefaultMode string
+}
+
+// readObjectLock reads a side's bucket's Object Lock configuration.
+func readObjectLock(ctx context.Context, acct *Account, side Side) (objectLock, error) {
 	out, err := acct.S3.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: aws.String(side.AccountID)})
 	switch {
 	case IsNotFound(err):
-		return false, "", nil
+		return objectLock{}, nil
 	case err != nil:
-		return false, "", classify(err, call{Account: side.AccountID, Action: "s3:GetBucketObjectLockConfiguration", Resource: side.Bucket})
+		return objectLock{}, classify(err, call{Account: side.AccountID, Action: "s3:GetBucketObjectLockConfiguration", Resource: side.Bucket})
 	}
 	c := out.ObjectLockConfiguration
 	if c == nil || c.ObjectLockEnabled != s3types.ObjectLockEnabledEnabled {
-		return false, "", nil
+		return objectLock{}, nil
 	}
+	l := objectLock{Enabled: true}
 	if c.Rule != nil && c.Rule.DefaultRetention != nil {
-		defaultMode = string(c.Rule.DefaultRetention.Mode)
+		l.DefaultMode = string(c.Rule.DefaultRetention.Mode)
 	}
-	return true, defaultMode, nil
+	return l, nil
 }
 
 // delegatesToAccount reports whether a key policy holds the usual statement
@@ -457,12 +518,12 @@ func toSDKReplication(c policy.ReplicationConfiguration) (*s3types.ReplicationCo
 
 // enableVersioningSource enables versioning on X when the request allows it.
 func enableVersioningSource(ctx context.Context, run *Run) (Result, error) {
-	return enableVersioning(ctx, run, run.Source, run.Replication.Source, "source")
+	return enableVersioning(ctx, run, run.Source, run.Replication.Source, "source", run.Facts().SourceVersioned)
 }
 
 // enableVersioningDestination enables versioning on Y when the request allows it.
 func enableVersioningDestination(ctx context.Context, run *Run) (Result, error) {
-	return enableVersioning(ctx, run, run.Destination, run.Replication.Destination, "destination")
+	return enableVersioning(ctx, run, run.Destination, run.Replication.Destination, "destination", run.Facts().DestinationVersioned)
 }
 
 type versioningState struct {
@@ -470,7 +531,14 @@ type versioningState struct {
 	Status string `json:"status"`
 }
 
-func enableVersioning(ctx context.Context, run *Run, acct *Account, side Side, which string) (Result, error) {
+// enableVersioning enables versioning on a side's bucket when the request
+// allows it. Inspection's finding that it is Enabled already is enough:
+// that never reverts to unversioned.
+func enableVersioning(ctx context.Context, run *Run, acct *Account, side Side, which string, versioned bool) (Result, error) {
+	if versioned {
+		state := versioningState{Bucket: side.Bucket, Status: string(s3types.BucketVersioningStatusEnabled)}
+		return Result{Skipped: !run.Replication.EnableVersioning, Before: state, After: state}, nil
+	}
 	owner := aws.String(side.AccountID)
 	read := func() (string, error) {
 		out, err := acct.S3.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(side.Bucket), ExpectedBucketOwner: owner})

@@ -164,10 +164,19 @@ func verify(ctx context.Context, run *Run) (Result, error) {
 
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), canaryCleanupTimeout)
 	defer cancel()
-	leftSrc, serr := deleteCanary(cctx, run.Source, src, v.key, facts.SourceObjectLock)
-	leftDst, derr := deleteCanary(cctx, run.Destination, dst, v.key, facts.DestinationObjectLock)
-	cerr := errors.Join(serr, derr)
-	rec.LeftBehind = append(leftSrc, leftDst...)
+	sides := []struct {
+		acct   *Account
+		side   Side
+		locked bool
+	}{{run.Source, src, facts.SourceObjectLock}, {run.Destination, dst, facts.DestinationObjectLock}}
+	left := make([][]leftVersion, len(sides))
+	errs := make([]error, len(sides))
+	inParallel(len(sides), func(i int) error {
+		left[i], errs[i] = deleteCanary(cctx, sides[i].acct, sides[i].side, v.key, sides[i].locked)
+		return nil
+	})
+	cerr := errors.Join(errs...)
+	rec.LeftBehind = append(left[0], left[1]...)
 	var warnings []Warning
 	for _, l := range rec.LeftBehind {
 		warnings = append(warnings, warn(WarningCanaryLeft,
@@ -321,6 +330,9 @@ func (v *verifier) once(ctx context.Context, kind canaryKind, n int) (canaryAtte
 	defer timer.Stop()
 	var lastErr error
 	for {
+		// The replica is looked for at the same time as the canary's
+		// status, so a canary that replicated is proven in one round trip.
+		replica := prefetch(func() (*s3.HeadObjectOutput, error) { return v.headReplica(wctx, put.VersionId) })
 		head, err := run.Source.S3.HeadObject(wctx, &s3.HeadObjectInput{
 			Bucket: aws.String(src.Bucket), Key: aws.String(v.key), VersionId: put.VersionId, ExpectedBucketOwner: aws.String(src.AccountID),
 		})
@@ -336,7 +348,7 @@ func (v *verifier) once(ctx context.Context, kind canaryKind, n int) (canaryAtte
 			case s3types.ReplicationStatusFailed:
 				return a, &canaryFailed{Detail: v.failedDetail(kind, a)}
 			case s3types.ReplicationStatusCompleted:
-				done, err := v.checkReplica(wctx, put.VersionId, &a)
+				done, err := v.checkReplica(replica, &a)
 				if err != nil {
 					return a, err
 				}
@@ -371,17 +383,22 @@ func (v *verifier) failedDetail(kind canaryKind, a canaryAttempt) string {
 		a.Object, what, a.VersionID, dst.Bucket, dst.AccountID, input(v.run).RoleARN(), policy.RoleInlinePolicyName, policy.PolicyNamePrefix, dst.KMSKeyARN, dst.Bucket)
 }
 
-// checkReplica reads the replica in Y with B's session; false when it is not
-// visible yet. The replica of an SSE-KMS canary must be encrypted with KB;
-// what another canary's replica got is recorded (S3 replicates an SSE-S3
-// object as SSE-S3).
-func (v *verifier) checkReplica(ctx context.Context, versionID *string, a *canaryAttempt) (bool, error) {
-	run := v.run
-	dst := run.Replication.Destination
-	object := "s3://" + dst.Bucket + "/" + v.key
-	head, err := run.Destination.S3.HeadObject(ctx, &s3.HeadObjectInput{
+// headReplica reads the replica of a canary version in Y with B's session.
+func (v *verifier) headReplica(ctx context.Context, versionID *string) (*s3.HeadObjectOutput, error) {
+	dst := v.run.Replication.Destination
+	return v.run.Destination.S3.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: aws.String(dst.Bucket), Key: aws.String(v.key), VersionId: versionID, ExpectedBucketOwner: aws.String(dst.AccountID),
 	})
+}
+
+// checkReplica judges the replica read in Y; false when it is not visible
+// yet. The replica of an SSE-KMS canary must be encrypted with KB; what
+// another canary's replica got is recorded (S3 replicates an SSE-S3 object
+// as SSE-S3).
+func (v *verifier) checkReplica(replica *pending[*s3.HeadObjectOutput], a *canaryAttempt) (bool, error) {
+	dst := v.run.Replication.Destination
+	object := "s3://" + dst.Bucket + "/" + v.key
+	head, err := replica.get()
 	switch {
 	case IsNotFound(err):
 		return false, nil
@@ -405,7 +422,8 @@ func sameKey(got, arn string) bool {
 	return got == arn || got != "" && strings.HasSuffix(arn, "/"+got)
 }
 
-// deleteCanary deletes every version and delete marker of the canary key.
+// deleteCanary deletes every version and delete marker of the canary key,
+// all at once.
 // In a bucket with Object Lock it bypasses governance retention; a version
 // Object Lock still keeps (a COMPLIANCE retention, a legal hold, or a
 // bypass that is denied) is returned as left behind, not as an error.
@@ -432,8 +450,9 @@ func deleteCanary(ctx context.Context, acct *Account, side Side, key string, obj
 				ids = append(ids, m.VersionId)
 			}
 		}
-		for _, id := range ids {
-			del := &s3.DeleteObjectInput{Bucket: aws.String(side.Bucket), Key: aws.String(key), VersionId: id, ExpectedBucketOwner: owner}
+		kept := make([]bool, len(ids))
+		err = inParallel(len(ids), func(i int) error {
+			del := &s3.DeleteObjectInput{Bucket: aws.String(side.Bucket), Key: aws.String(key), VersionId: ids[i], ExpectedBucketOwner: owner}
 			if objectLock {
 				del.BypassGovernanceRetention = aws.Bool(true)
 			}
@@ -441,10 +460,19 @@ func deleteCanary(ctx context.Context, acct *Account, side Side, key string, obj
 			switch {
 			case err == nil || IsNotFound(err):
 			case objectLock && (errorCode(err) == "AccessDenied" || httpStatus(err) == http.StatusForbidden):
-				left = append(left, leftVersion{Bucket: side.Bucket, Key: key, VersionID: aws.ToString(id)})
+				kept[i] = true
 			default:
-				return left, fmt.Errorf("delete canary version %s in %s: %w", aws.ToString(id), side.Bucket, err)
+				return fmt.Errorf("delete canary version %s in %s: %w", aws.ToString(ids[i]), side.Bucket, err)
 			}
+			return nil
+		})
+		for i, k := range kept {
+			if k {
+				left = append(left, leftVersion{Bucket: side.Bucket, Key: key, VersionID: aws.ToString(ids[i])})
+			}
+		}
+		if err != nil {
+			return left, err
 		}
 		if !aws.ToBool(out.IsTruncated) {
 			return left, nil
