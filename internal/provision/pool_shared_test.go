@@ -174,7 +174,6 @@ func (e *engineEnv) checkDemoDestinationSeeded(t *testing.T) {
 func TestEngineRemovalsAndCreationsOnOneRoleAtOnce(t *testing.T) {
 	t.Parallel()
 	const n = 8
-	ctx := context.Background()
 	e := newEngineEnv(t)
 	var old []string
 	for i := range n {
@@ -187,11 +186,33 @@ func TestEngineRemovalsAndCreationsOnOneRoleAtOnce(t *testing.T) {
 	e.cloud.Faults(dstAcct).Fail5xxRate("s3:PutBucketPolicy,kms:PutKeyPolicy", 0.3)
 	e.cloud.Faults(srcAcct).Fail5xxRate("iam:PutRolePolicy,iam:DeleteRolePolicy", 0.3)
 
-	var kept []provision.Spec
+	kept := e.churn(t, old, prefixSpec, func(i int) provision.Spec { return prefixSpec(n + i) })
+	for _, a := range []string{srcAcct, dstAcct} {
+		e.cloud.Faults(a).Reset()
+	}
+	if got := e.roleGrants(t); !slices.Equal(got, prefixesOf(kept)) {
+		t.Errorf("the role grants prefixes %v, want exactly the live ones %v", got, prefixesOf(kept))
+	}
+	dst := demoSpec().Destination
+	role := roleARN(srcAcct, srcRole)
+	checkDoc(t, "bucket policy of demo-destination", *e.bucketPolicy(t, dstAcct, dst.Region, dst.Bucket),
+		doc(append([]string{demoForeignStatement}, wantBucketStatements(dst, []string{role})...)...))
+	checkDoc(t, "key policy of KB", e.keyPolicy(t, dstAcct, dst.Region, dst.KMSKeyARN),
+		keyDoc(dstKeyAdminStatement, wantKeyStatement(dst, []string{role})))
+}
+
+// churn deletes the even-numbered requests of old (whose specs are
+// oldSpec(i)) while it creates as many new ones (newSpec(i)), all at the
+// same moment, waits until every one has ended, and returns the specs of
+// the requests left live.
+func (e *engineEnv) churn(t *testing.T, old []string, oldSpec, newSpec func(i int) provision.Spec) []provision.Spec {
+	t.Helper()
+	ctx := context.Background()
+	var live []provision.Spec
 	var created []string
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for i := range n {
+	for i := range old {
 		if i%2 == 0 {
 			wg.Go(func() {
 				if _, err := e.st.Deprovision(ctx, old[i], "test"); err != nil {
@@ -199,10 +220,10 @@ func TestEngineRemovalsAndCreationsOnOneRoleAtOnce(t *testing.T) {
 				}
 			})
 		} else {
-			kept = append(kept, prefixSpec(i))
+			live = append(live, oldSpec(i))
 		}
-		s := prefixSpec(n + i)
-		kept = append(kept, s)
+		s := newSpec(i)
+		live = append(live, s)
 		wg.Go(func() {
 			r, _, err := e.st.Create(ctx, provision.NewReplication{Spec: s, RequestedBy: "test"})
 			if err != nil {
@@ -223,18 +244,7 @@ func TestEngineRemovalsAndCreationsOnOneRoleAtOnce(t *testing.T) {
 	for _, id := range created {
 		waitEnd(t, e.st, id, provision.StateSucceeded)
 	}
-	for _, a := range []string{srcAcct, dstAcct} {
-		e.cloud.Faults(a).Reset()
-	}
-	if got := e.roleGrants(t); !slices.Equal(got, prefixesOf(kept)) {
-		t.Errorf("the role grants prefixes %v, want exactly the live ones %v", got, prefixesOf(kept))
-	}
-	dst := demoSpec().Destination
-	role := roleARN(srcAcct, srcRole)
-	checkDoc(t, "bucket policy of demo-destination", *e.bucketPolicy(t, dstAcct, dst.Region, dst.Bucket),
-		doc(append([]string{demoForeignStatement}, wantBucketStatements(dst, []string{role})...)...))
-	checkDoc(t, "key policy of KB", e.keyPolicy(t, dstAcct, dst.Region, dst.KMSKeyARN),
-		keyDoc(dstKeyAdminStatement, wantKeyStatement(dst, []string{role})))
+	return live
 }
 
 // TestEngineHundredPrefixesFromOneSource: one source bucket carries 100
@@ -405,42 +415,7 @@ func TestEngineManyDestinationsOnOneKeyAtOnce(t *testing.T) {
 	e.checkKeyStatements(t, specs)
 
 	e.cloud.Faults(dstAcct).Fail5xxRate("kms:PutKeyPolicy", 0.3)
-	var live []provision.Spec
-	var created []string
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for i := range n {
-		if i%2 == 0 {
-			wg.Go(func() {
-				if _, err := e.st.Deprovision(ctx, old[i], "test"); err != nil {
-					t.Error(err)
-				}
-			})
-		} else {
-			live = append(live, specs[i])
-		}
-		s := keySharerSpec(n + i + 1)
-		live = append(live, s)
-		wg.Go(func() {
-			r, _, err := e.st.Create(ctx, provision.NewReplication{Spec: s, RequestedBy: "test"})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			created = append(created, r.ID)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	for i, id := range old {
-		if i%2 == 0 {
-			waitEnd(t, e.st, id, provision.StateDeprovisioned)
-		}
-	}
-	for _, id := range created {
-		waitEnd(t, e.st, id, provision.StateSucceeded)
-	}
+	live := e.churn(t, old, func(i int) provision.Spec { return specs[i] }, func(i int) provision.Spec { return keySharerSpec(n + i + 1) })
 	e.cloud.Faults(dstAcct).Reset()
 	e.checkKeyStatements(t, live)
 }
