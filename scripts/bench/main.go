@@ -442,20 +442,29 @@ func prepareInsert(ctx context.Context, db string) error {
 	return err
 }
 
+// apiServer starts an API-only server (no workers) on a database of its
+// own; stop stops it and drops the database.
+func (b *bench) apiServer(ctx context.Context) (db string, s *server, stop func(), err error) {
+	db, drop, err := b.database(ctx)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if s, err = b.start(ctx, db, map[string]string{"BB_WORKERS": "0"}); err != nil {
+		drop()
+		return "", nil, nil, err
+	}
+	return db, s, func() { s.stop(); drop() }, nil
+}
+
 // createSaturation is A3: creates per second at most (an API-only server,
 // 16 clients back to back), against pgbench's one-row INSERT with 8 clients.
 func (b *bench) createSaturation(ctx context.Context) error {
 	const clients, seconds = 16, 10
-	db, drop, err := b.database(ctx)
+	db, s, stop, err := b.apiServer(ctx)
 	if err != nil {
 		return err
 	}
-	defer drop()
-	s, err := b.start(ctx, db, map[string]string{"BB_WORKERS": "0"})
-	if err != nil {
-		return err
-	}
-	defer s.stop()
+	defer stop()
 	var mu sync.Mutex
 	done, seq := 0, 0
 	end := time.Now().Add(seconds * time.Second)
@@ -846,16 +855,11 @@ func (b *bench) resumeAfterKill(ctx context.Context) error {
 // manyStored is M1: 100k stored requests and 100 open event streams.
 func (b *bench) manyStored(ctx context.Context) error {
 	const stored, streams = 100000, 100
-	db, drop, err := b.database(ctx)
+	db, s, stop, err := b.apiServer(ctx)
 	if err != nil {
 		return err
 	}
-	defer drop()
-	s, err := b.start(ctx, db, map[string]string{"BB_WORKERS": "0"})
-	if err != nil {
-		return err
-	}
-	defer s.stop()
+	defer stop()
 	conn, err := pgx.Connect(ctx, db)
 	if err != nil {
 		return err
