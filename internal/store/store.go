@@ -91,9 +91,9 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 }
 
 // lockConns is how many of a pool's connections Lock's holders may pin at
-// once: half, leaving the rest for the statements they and everyone else
+// once: two thirds, leaving the rest for the statements they and everyone else
 // run, each of which returns its connection without waiting on another.
-func lockConns(pool int) int { return pool / 2 }
+func lockConns(pool int) int { return pool * 2 / 3 }
 
 // MaxConns is the size of the connection pool.
 func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
