@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -98,6 +99,7 @@ func TestDevModeSurvivesARestart(t *testing.T) {
 		if done := waitForState(t, devToken, first.base+path); done["state"] != "succeeded" {
 			t.Fatalf("request ended %v: %v", done["state"], done["last_error"])
 		}
+		sameLatency(t, first.base+path)
 		paths = append(paths, path)
 	}
 	if err := first.stop(); err != nil {
@@ -131,5 +133,24 @@ func TestDevModeSurvivesARestart(t *testing.T) {
 	if diff := cmp.Diff(documentsOf(t, seed.Snapshot()), documentsOf(t, savedWorld(t, env["DATABASE_URL"])),
 		cmp.Comparer(policy.Equal)); diff != "" {
 		t.Errorf("after removing everything, the world is not the seeded one (-seed +saved):\n%s", diff)
+	}
+}
+
+// sameLatency checks that the request's success event gives the canary's
+// latency as its verify step recorded it.
+func sameLatency(t *testing.T, url string) {
+	t.Helper()
+	_, steps := call(t, devToken, "GET", url+"/steps", "")
+	var ms any
+	for _, s := range steps["items"].([]any) {
+		if step := s.(map[string]any); step["name"] == "verify" {
+			ms = step["after"].(map[string]any)["latency_ms"]
+		}
+	}
+	_, events := call(t, devToken, "GET", url+"/events", "")
+	items := events["items"].([]any)
+	last := items[len(items)-1].(map[string]any)["message"].(string)
+	if want := fmt.Sprintf("replicated in %vms", ms); !strings.HasSuffix(last, want) {
+		t.Errorf("the success event says %q, the verify step recorded latency_ms %v", last, ms)
 	}
 }
