@@ -4,14 +4,15 @@ SHELL := /bin/bash
 # database, from which each test creates its own.
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export MOTO_URL ?= http://127.0.0.1:5000
-# make run keeps dev mode's requests in a database of their own, so that
-# make reset-dev can drop it without touching anything else.
+# make run keeps dev mode's requests, and its in-memory AWS, in a database
+# of their own, so that make reset-dev can drop it without touching
+# anything else.
 DEV_DATABASE ?= bucketbridge_dev
 REDOCLY := node_modules/.bin/redocly
 
 .PHONY: run run-moto reset-dev stop-moto test lint bench acceptance postgres moto
 
-## run: the server in dev mode (in-memory AWS) against local Postgres.
+## run: the server in dev mode (in-memory AWS, kept in the database) against local Postgres.
 run: postgres
 	DATABASE_URL="$$(scripts/database.sh $(DEV_DATABASE))" BB_CLOUD=fake go run ./cmd/server
 
@@ -19,7 +20,7 @@ run: postgres
 run-moto:
 	@scripts/run-moto.sh
 
-## reset-dev: forget every request dev mode stored (stop make run first).
+## reset-dev: start dev mode over: forget its requests and its in-memory AWS (stop make run first).
 reset-dev: postgres
 	@scripts/database.sh $(DEV_DATABASE) --reset >/dev/null
 

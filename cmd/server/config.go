@@ -68,6 +68,11 @@ type config struct {
 	// benchmarks.
 	FakeLatency      time.Duration
 	FakeBenchSources int
+	// FakePersist keeps dev mode's in-memory AWS in the database, so that a
+	// restart keeps it (BB_FAKE_PERSIST, default true); false keeps it in
+	// the process alone, as benchmarks and several dev-mode processes on
+	// one database want.
+	FakePersist bool
 	// RateLimit is how many requests that change state each API caller may
 	// send a minute; 0 sets no limit.
 	RateLimit int
@@ -183,6 +188,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if b := cfg.RoleBoundary; b != "" && !iamPolicyName.MatchString(b) {
 		errs = append(errs, fmt.Errorf("BB_ROLE_PERMISSIONS_BOUNDARY: want the name of a managed policy (1 to 128 of letters, digits and +=,.@_-), got %q", b))
+	}
+	if cfg.FakePersist, err = strconv.ParseBool(env("BB_FAKE_PERSIST", "true")); err != nil {
+		errs = append(errs, fmt.Errorf("BB_FAKE_PERSIST: want true or false, got %q", getenv("BB_FAKE_PERSIST")))
 	}
 	if cfg.TrustConditions, err = strconv.ParseBool(env("BB_TRUST_CONDITIONS", "false")); err != nil {
 		errs = append(errs, fmt.Errorf("BB_TRUST_CONDITIONS: want true or false, got %q", getenv("BB_TRUST_CONDITIONS")))
@@ -328,6 +336,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("role_permissions_boundary", c.RoleBoundary),
 		slog.String("fake_latency", c.FakeLatency.String()),
 		slog.Int("fake_bench_sources", c.FakeBenchSources),
+		slog.Bool("fake_persist", c.FakePersist),
 		slog.Int("rate_limit", c.RateLimit),
 		slog.String("idempotency_ttl", c.IdempotencyTTL.String()),
 		slog.String("database_timeout", c.DatabaseTimeout.String()),

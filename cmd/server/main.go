@@ -104,7 +104,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	metrics := provision.NewMetrics(reg)
 	st.AfterTransition(metrics.Transitioned)
 
-	sessions, err := openSessions(ctx, cfg)
+	var cloud *awsfake.Cloud
+	if cfg.Cloud == "fake" {
+		if cloud, err = openDevCloud(ctx, cfg, st, log); err != nil {
+			return err
+		}
+	}
+	sessions, err := openSessions(ctx, cfg, cloud)
 	if err != nil {
 		return err
 	}
@@ -195,6 +201,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer cancel()
 	httpErr := srv.Shutdown(shutdownCtx)
 	workers.Wait()
+	if cloud != nil {
+		flushDevCloud(ctx, cloud, log)
+	}
 	stopDispatching()
 	dispatching.Wait()
 	if httpErr != nil {
@@ -297,24 +306,15 @@ func world(cfg config) string {
 }
 
 // openSessions connects the workers to AWS: the SDK's default chain (and
-// AWS_ENDPOINT_URL) for aws, or the seeded in-memory AWS for dev mode, both
-// through AssumeRole into each account's provisioner role.
-func openSessions(ctx context.Context, cfg config) (provision.Sessions, error) {
+// AWS_ENDPOINT_URL) for aws, or dev mode's in-memory AWS, both through
+// AssumeRole into each account's provisioner role.
+func openSessions(ctx context.Context, cfg config, cloud *awsfake.Cloud) (provision.Sessions, error) {
 	if cfg.Cloud == "aws" {
 		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("load AWS configuration: %w", err)
 		}
 		return provision.NewAWSSessions(awsCfg, cfg.ProvisionerRole, cfg.ExternalID), nil
-	}
-	cloud := awsfake.NewDemo(cfg.ProvisionerRole, cfg.ExternalID)
-	if err := cloud.SeedBench(cfg.FakeBenchSources); err != nil {
-		return nil, err
-	}
-	if cfg.FakeLatency > 0 {
-		for _, acct := range append(awsfake.Demo().Accounts, awsfake.DemoServiceAccount) {
-			cloud.Faults(acct).Latency("*", cfg.FakeLatency, 0)
-		}
 	}
 	clientsFor := func(creds ststypes.Credentials, region string) (*provision.Account, error) {
 		c, err := cloud.ClientsFor(creds, region)

@@ -29,6 +29,12 @@ type Config struct {
 	// Seed seeds the random source of rate-based and jittered faults, so a
 	// test run can be reproduced. Zero means 1.
 	Seed uint64
+	// SaveFunc, when set, keeps the world somewhere that outlives the
+	// process: it is called with the world's Snapshot as JSON after calls
+	// that change it, and no call answers before SaveFunc has stored a
+	// snapshot holding everything that call saw or did (see Flush). Nil
+	// means the world lives only in memory.
+	SaveFunc func(ctx context.Context, snapshot []byte) error
 }
 
 // Cloud is a whole fake AWS: accounts with their roles and keys, and the
@@ -36,16 +42,24 @@ type Config struct {
 type Cloud struct {
 	cfg Config
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// pcg is rng's source, kept for its state, which a Snapshot holds so
+	// that a restored world does not hand out version IDs again.
+	pcg      *rand.PCG
 	rng      *rand.Rand
 	accounts map[string]*account
 	buckets  map[string]*bucket
 	keys     map[string]*key // by key ARN
 	sessions map[string]session
 	failures map[objectRef]string
-	faults   map[string]*accountFaults
+	// pending holds the replications scheduled and not yet decided.
+	pending map[objectRef]pendingReplication
+	faults  map[string]*accountFaults
 	// idSeq numbers the IAM entities created, for their unique IDs.
 	idSeq uint64
+	// gen counts the changes of the world; saver stores them.
+	gen   uint64
+	saver *saver
 }
 
 // account is one AWS account's IAM.
@@ -64,6 +78,13 @@ type session struct {
 // objectRef names one object version, for replication bookkeeping.
 type objectRef struct{ bucket, key, versionID string }
 
+// pendingReplication is a replication scheduled for an object version: the
+// role and the rule of the configuration in place when the object was put.
+type pendingReplication struct {
+	role string
+	rule *s3types.ReplicationRule
+}
+
 // New returns an empty Cloud with the default Config.
 func New() *Cloud { return NewWithConfig(Config{}) }
 
@@ -74,16 +95,23 @@ func NewWithConfig(cfg Config) *Cloud {
 		cfg.NowFunc = time.Now
 	}
 	cfg.Seed = cmp.Or(cfg.Seed, 1)
-	return &Cloud{
+	pcg := rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)
+	c := &Cloud{
 		cfg:      cfg,
-		rng:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		pcg:      pcg,
+		rng:      rand.New(pcg),
 		accounts: map[string]*account{},
 		buckets:  map[string]*bucket{},
 		keys:     map[string]*key{},
 		sessions: map[string]session{},
 		failures: map[objectRef]string{},
+		pending:  map[objectRef]pendingReplication{},
 		faults:   map[string]*accountFaults{},
 	}
+	if cfg.SaveFunc != nil {
+		c.saver = &saver{save: cfg.SaveFunc}
+	}
+	return c
 }
 
 func (c *Cloud) now() time.Time { return c.cfg.NowFunc() }
@@ -101,14 +129,22 @@ func (c *Cloud) accountLocked(id string) *account {
 
 // do runs one API call as caller: it applies the faults configured for the
 // caller's account and this operation, runs fn under the Cloud's lock, and
-// wraps any error the way the SDK does.
+// wraps any error the way the SDK does. With a SaveFunc it answers only
+// once the world as the call left it (or found it) is saved.
 func do[T any](ctx context.Context, c *Cloud, caller principal, service, op string, fn func() (*T, error)) (*T, error) {
 	if err := c.before(ctx, caller.account, service, op); err != nil {
 		return nil, wrapErr(service, op, err)
 	}
 	c.mu.Lock()
 	out, err := fn()
+	if changes(op) {
+		c.gen++
+	}
+	seen := c.gen
 	c.mu.Unlock()
+	if serr := c.waitSaved(ctx, seen); serr != nil {
+		return nil, wrapErr(service, op, serr)
+	}
 	if c.takeLoss(caller.account, service, op) {
 		return nil, wrapErr(service, op, ErrResponseLost)
 	}

@@ -153,12 +153,8 @@ func NewDemo(provisionerRole, externalID string) *Cloud {
 // SeedDemo adds the demo world of NewDemo to c, which must not hold any
 // of its buckets yet.
 func (c *Cloud) SeedDemo(provisionerRole, externalID string) {
-	provisionerRole = cmp.Or(provisionerRole, DefaultProvisionerRole)
-	externalID = cmp.Or(externalID, DefaultExternalID)
+	c.SeedProvisioners(provisionerRole, externalID)
 	w := Demo()
-	for _, acct := range w.Accounts {
-		c.AddRole(acct, provisionerRole, ProvisionerTrustPolicy(w.ServiceAccount, externalID), nil)
-	}
 	for _, k := range w.Keys {
 		c.AddKey(k.Account, k.Region, KeyOptions{ID: k.ID, Description: k.Description, Policy: k.Policy})
 	}
@@ -166,6 +162,33 @@ func (c *Cloud) SeedDemo(provisionerRole, externalID string) {
 		must(c.AddBucket(b.Account, b.Region, b.Name, BucketOptions{
 			Versioning: b.Versioning, KMSKey: b.KMSKey, BucketKey: b.BucketKey, Policy: b.Policy, ObjectOwnership: b.ObjectOwnership,
 		}))
+	}
+}
+
+// SeedProvisioners makes provisionerRole (default DefaultProvisionerRole)
+// assumable in both demo accounts by DemoServiceAccount with externalID
+// (default DefaultExternalID): it creates the role where it is missing and
+// corrects its trust policy where it differs, so that a world restored from
+// a Snapshot follows the settings of the server that restored it.
+func (c *Cloud) SeedProvisioners(provisionerRole, externalID string) {
+	provisionerRole = cmp.Or(provisionerRole, DefaultProvisionerRole)
+	externalID = cmp.Or(externalID, DefaultExternalID)
+	w := Demo()
+	trust := ProvisionerTrustPolicy(w.ServiceAccount, externalID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, acct := range w.Accounts {
+		r, ok := c.accountLocked(acct).roles[provisionerRole]
+		switch {
+		case !ok:
+			r = c.newRoleLocked(acct, provisionerRole, "/", trust)
+			r.visibleAt = r.created
+		case r.trust != trust:
+			r.trust = trust
+		default:
+			continue
+		}
+		c.gen++
 	}
 }
 

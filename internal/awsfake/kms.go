@@ -268,6 +268,7 @@ type KeyOptions struct {
 func (c *Cloud) AddKey(account, region string, o KeyOptions) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	return c.addKeyLocked(account, region, o).arn
 }
 
@@ -299,6 +300,7 @@ func (c *Cloud) SetKeyEnabled(keyARN string, enabled bool) error {
 	if !ok {
 		return fmt.Errorf("awsfake: no key %s", keyARN)
 	}
+	c.gen++
 	ky.enabled = enabled
 	return nil
 }

@@ -88,14 +88,19 @@ func (c *Cloud) scheduleReplicationLocked(b *bucket, o *object) {
 		return
 	}
 	o.replication = s3types.ReplicationStatusPending
-	role := aws.ToString(b.replication.Role)
 	ref := objectRef{b.name, o.key, o.versionID}
-	rule = clone(rule)
+	c.pending[ref] = pendingReplication{role: aws.ToString(b.replication.Role), rule: clone(rule)}
+	c.afterDelay(ref)
+}
+
+// afterDelay decides the pending replication of ref after the configured
+// delay.
+func (c *Cloud) afterDelay(ref objectRef) {
 	delay := c.cfg.ReplicationDelay
 	if delay < 0 {
 		delay = 0
 	}
-	time.AfterFunc(delay, func() { c.replicate(ref, role, rule) })
+	time.AfterFunc(delay, func() { c.replicate(ref) })
 }
 
 // selectRule returns the enabled rule with the highest priority whose
@@ -134,10 +139,18 @@ func ruleSelects(r *s3types.ReplicationRule, k string) bool {
 	}
 }
 
-// replicate decides the replication of one object version.
-func (c *Cloud) replicate(ref objectRef, roleARN string, rule *s3types.ReplicationRule) {
+// replicate decides the pending replication of one object version, once:
+// a world restored with the replication still pending schedules it again.
+func (c *Cloud) replicate(ref objectRef) {
 	c.mu.Lock()
+	defer c.kickSave()
 	defer c.mu.Unlock()
+	p, ok := c.pending[ref]
+	if !ok {
+		return
+	}
+	delete(c.pending, ref)
+	c.gen++
 	src, ok := c.buckets[ref.bucket]
 	if !ok {
 		return
@@ -146,16 +159,16 @@ func (c *Cloud) replicate(ref objectRef, roleARN string, rule *s3types.Replicati
 	if o == nil {
 		return
 	}
-	replica, reason := c.checkReplicationPermsLocked(src, o, roleARN, rule)
+	replica, reason := c.checkReplicationPermsLocked(src, o, p.role, p.rule)
 	if reason == "" && c.takeReplicationFailureLocked(src.owner) {
-		reason = "AssumeRoleNotPermitted: role " + roleARN + " or its permissions not yet visible to S3 (IAM propagation; injected by FailReplication)"
+		reason = "AssumeRoleNotPermitted: role " + p.role + " or its permissions not yet visible to S3 (IAM propagation; injected by FailReplication)"
 	}
 	if reason != "" {
 		o.replication = s3types.ReplicationStatusFailed
 		c.failures[ref] = reason
 		return
 	}
-	dst := c.buckets[strings.TrimPrefix(aws.ToString(rule.Destination.Bucket), "arn:aws:s3:::")]
+	dst := c.buckets[strings.TrimPrefix(aws.ToString(p.rule.Destination.Bucket), "arn:aws:s3:::")]
 	dst.remove(o.key, o.versionID)
 	dst.add(replica)
 	o.replication = s3types.ReplicationStatusCompleted

@@ -33,6 +33,7 @@ func (c *Cloud) AddBucket(account, region, name string, o BucketOptions) error {
 	if _, ok := c.buckets[name]; ok {
 		return fmt.Errorf("awsfake: bucket %s exists", name)
 	}
+	c.gen++
 	b := c.addBucketLocked(account, region, name)
 	b.versioning, b.policy = o.Versioning, o.Policy
 	if o.ObjectOwnership != "" {
@@ -59,6 +60,7 @@ func (c *Cloud) AddBucket(account, region, name string, o BucketOptions) error {
 func (c *Cloud) AddRole(account, name, trust string, inline map[string]string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	r := c.newRoleLocked(account, name, "/", trust)
 	r.visibleAt = r.created
 	for k, v := range inline {

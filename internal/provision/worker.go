@@ -225,7 +225,8 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 	}
 	msg := "replication is provisioned"
 	if f := x.run.Facts(); f.CanaryLatency > 0 {
-		msg += fmt.Sprintf("; the canary replicated in %s", f.CanaryLatency.Round(time.Millisecond))
+		// Truncated like the verify step's latency_ms, so both say the same.
+		msg += fmt.Sprintf("; the canary replicated in %s", f.CanaryLatency.Truncate(time.Millisecond))
 	}
 	x.finish(ctx, ActionComplete, msg)
 }

@@ -182,7 +182,10 @@ func (b *bench) start(ctx context.Context, dbURL string, env map[string]string) 
 	}
 	cmd := exec.Command(b.bin)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "BB_LISTEN="+addr, "BB_CLOUD=fake",
-		"BB_API_TOKENS=bench:"+token, "BB_RATE_LIMIT=0", "BB_SSE_MAX_PER_CALLER=1000")
+		"BB_API_TOKENS=bench:"+token, "BB_RATE_LIMIT=0", "BB_SSE_MAX_PER_CALLER=1000",
+		// Benchmarks measure bucketbridge, not dev mode's saves of its
+		// in-memory AWS; several processes share one database in W4.
+		"BB_FAKE_PERSIST=false")
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
