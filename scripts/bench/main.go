@@ -5,9 +5,10 @@
 // baseline measured in the same run (pgbench on the same database, or
 // another figure of the same run), and the goal is a ratio.
 //
-//	go run ./scripts/bench            # everything (about 10 minutes)
+//	go run ./scripts/bench            # everything (about 3 minutes on 2 cores)
 //	go run ./scripts/bench -only W1,W2
 //	go run ./scripts/bench -quick     # fewer requests, for a quick look
+//	go run ./scripts/bench -only W3 -pool 60   # servers with a larger database pool
 //
 // It needs Postgres at DATABASE_URL (each scenario gets a database of its
 // own, dropped afterwards) and pgbench. make bench runs it.
