@@ -194,6 +194,35 @@ func (s *assumingSessions) Account(ctx context.Context, accountID, region string
 	}
 	out := *a
 	out.ID = accountID
+	out.STS = &knownIdentity{CallerIdentity: a.STS}
 	s.accounts[k] = cachedAccount{keyID: creds.AccessKeyID, account: &out}
 	return &out, nil
+}
+
+// knownIdentity answers GetCallerIdentity with the first answer STS gave:
+// a session's identity does not change while its credentials last, and
+// the Account holding it is built again when they are renewed. Every
+// request's first step asks, so this spares each request a round trip.
+type knownIdentity struct {
+	CallerIdentity
+
+	mu  sync.Mutex
+	out *sts.GetCallerIdentityOutput
+}
+
+// GetCallerIdentity implements CallerIdentity.
+func (k *knownIdentity) GetCallerIdentity(ctx context.Context, in *sts.GetCallerIdentityInput, optFns ...func(*sts.Options)) (*sts.GetCallerIdentityOutput, error) {
+	k.mu.Lock()
+	out := k.out
+	k.mu.Unlock()
+	if out != nil {
+		return out, nil
+	}
+	out, err := k.CallerIdentity.GetCallerIdentity(ctx, in, optFns...)
+	if err == nil {
+		k.mu.Lock()
+		k.out = out
+		k.mu.Unlock()
+	}
+	return out, err
 }

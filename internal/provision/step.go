@@ -211,9 +211,26 @@ type Run struct {
 
 	// interrupt is closed when interruptible steps must stop waiting.
 	interrupt <-chan struct{}
+	// attempted holds the steps that had started an attempt before this run
+	// (Claim.Attempted), crashed ones included.
+	attempted map[string]bool
 
 	mu    sync.Mutex
 	facts Facts
+	ran   map[string]bool
+}
+
+// firstTry reports whether this is the first attempt ever of step: no
+// earlier run started it, nor did this one. Each call counts as one.
+func (r *Run) firstTry(step string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ran == nil {
+		r.ran = map[string]bool{}
+	}
+	first := !r.attempted[step] && !r.ran[step]
+	r.ran[step] = true
+	return first
 }
 
 // now reads the run's clock.

@@ -958,3 +958,36 @@ func TestSourceDefaultEncryptionIsHandedOverBetweenRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyAgainDeletesWhatAnEarlierAttemptLeft: a verify that ran before
+// for the request (here in the same run; after a crash, in an earlier one)
+// may have left canary versions it never saw answered, so the next one
+// deletes every version of the canary key, not only those it wrote.
+func TestVerifyAgainDeletesWhatAnEarlierAttemptLeft(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	spec := demoSpec()
+	run := e.run(t, "req-1", spec, provision.Facts{})
+	if _, err := runPhase(ctx, run, provision.ProvisionSteps(), 0); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	// What an attempt interrupted after its put leaves behind.
+	key := provision.CanaryKey(run.Replication)
+	if _, err := run.Source.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(spec.Source.Bucket), Key: aws.String(key),
+		Body: strings.NewReader("left by an interrupted attempt")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := step(t, provision.ProvisionSteps(), provision.StepVerify).Run(ctx, run); err != nil {
+		t.Fatalf("verify again: %v", err)
+	}
+	for _, side := range []provision.Side{spec.Source, spec.Destination} {
+		out, err := e.cloud.S3(side.AccountID, side.Region).ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(side.Bucket), Prefix: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(out.Versions) + len(out.DeleteMarkers); n > 0 {
+			t.Errorf("%s still holds %d versions of the canary", side.Bucket, n)
+		}
+	}
+}

@@ -142,7 +142,7 @@ func verify(ctx context.Context, run *Run) (Result, error) {
 			"verify wrote no canary object: destination bucket %s has Object Lock with a COMPLIANCE default retention, which its replica would take and which nothing can lift before it ends, and source bucket %s has no Object Lock, so the canary cannot carry a shorter retention of its own. Replication is provisioned but not proven: write a test object under prefix %q yourself and check its replication status",
 			dst.Bucket, src.Bucket, run.Replication.Rule.Prefix)}}, nil
 	}
-	v := &verifier{run: run, key: CanaryKey(run.Replication), facts: facts}
+	v := &verifier{run: run, key: CanaryKey(run.Replication), facts: facts, first: run.firstTry(StepVerify)}
 	// The two canaries replicate at once; the first to fail stops the
 	// other, and its error is the step's.
 	pctx, stop := context.WithCancel(ctx)
@@ -169,10 +169,18 @@ func verify(ctx context.Context, run *Run) (Result, error) {
 		side   Side
 		locked bool
 	}{{run.Source, src, facts.SourceObjectLock}, {run.Destination, dst, facts.DestinationObjectLock}}
+	// The first attempt ever, when its puts all answered, knows every
+	// version there can be (a replica keeps its source's version ID);
+	// after an earlier attempt (crashed ones too) or a put whose outcome
+	// is unknown, a listing finds them.
+	var known []string
+	if v.first {
+		known = v.written()
+	}
 	left := make([][]leftVersion, len(sides))
 	errs := make([]error, len(sides))
 	inParallel(len(sides), func(i int) error {
-		left[i], errs[i] = deleteCanary(cctx, sides[i].acct, sides[i].side, v.key, sides[i].locked)
+		left[i], errs[i] = deleteCanary(cctx, sides[i].acct, sides[i].side, v.key, sides[i].locked, known)
 		return nil
 	})
 	cerr := errors.Join(errs...)
@@ -204,9 +212,37 @@ type verifier struct {
 	run   *Run
 	key   string
 	facts Facts
+	// first: no attempt of verify ran before this one.
+	first bool
 
 	mu   sync.Mutex
 	done []canaryAttempt
+	// versions are the canary versions put; unsure: a put failed, and may
+	// have written a version nobody saw.
+	versions []string
+	unsure   bool
+}
+
+// wrote notes a put's outcome: the version it wrote, or "" when it failed.
+func (v *verifier) wrote(version string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if version == "" {
+		v.unsure = true
+		return
+	}
+	v.versions = append(v.versions, version)
+}
+
+// written returns the canary versions put, or nil when a put failed and
+// there may be others.
+func (v *verifier) written() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.unsure {
+		return nil
+	}
+	return append([]string{}, v.versions...)
 }
 
 func (v *verifier) record(a canaryAttempt) {
@@ -316,8 +352,10 @@ func (v *verifier) once(ctx context.Context, kind canaryKind, n int) (canaryAtte
 	start := run.now()
 	put, err := run.Source.S3.PutObject(ctx, in)
 	if err != nil {
+		v.wrote("")
 		return a, classify(err, call{Account: src.AccountID, Action: action, Resource: object})
 	}
+	v.wrote(aws.ToString(put.VersionId))
 	a.VersionID, a.Encryption, a.KMSKey = aws.ToString(put.VersionId), string(put.ServerSideEncryption), aws.ToString(put.SSEKMSKeyId)
 	cfg := run.Config.withDefaults()
 	timeout, interval := cfg.VerifyTimeout, cfg.PollInterval
@@ -422,15 +460,18 @@ func sameKey(got, arn string) bool {
 	return got == arn || got != "" && strings.HasSuffix(arn, "/"+got)
 }
 
-// deleteCanary deletes every version and delete marker of the canary key,
-// all at once.
+// deleteCanary deletes the versions of the canary key: those in known
+// when the caller knows every one there can be, else every version and
+// delete marker a listing finds. Versions are deleted all at once.
 // In a bucket with Object Lock it bypasses governance retention; a version
 // Object Lock still keeps (a COMPLIANCE retention, a legal hold, or a
 // bypass that is denied) is returned as left behind, not as an error.
-func deleteCanary(ctx context.Context, acct *Account, side Side, key string, objectLock bool) ([]leftVersion, error) {
-	owner := aws.String(side.AccountID)
+func deleteCanary(ctx context.Context, acct *Account, side Side, key string, objectLock bool, known []string) ([]leftVersion, error) {
+	if known != nil {
+		return deleteVersions(ctx, acct, side, key, objectLock, known)
+	}
 	var left []leftVersion
-	in := &s3.ListObjectVersionsInput{Bucket: aws.String(side.Bucket), Prefix: aws.String(key), ExpectedBucketOwner: owner}
+	in := &s3.ListObjectVersionsInput{Bucket: aws.String(side.Bucket), Prefix: aws.String(key), ExpectedBucketOwner: aws.String(side.AccountID)}
 	for {
 		out, err := acct.S3.ListObjectVersions(ctx, in)
 		if IsNotFound(err) {
@@ -439,38 +480,19 @@ func deleteCanary(ctx context.Context, acct *Account, side Side, key string, obj
 		if err != nil {
 			return left, fmt.Errorf("list canary versions in %s: %w", side.Bucket, err)
 		}
-		var ids []*string
+		var ids []string
 		for _, v := range out.Versions {
 			if aws.ToString(v.Key) == key {
-				ids = append(ids, v.VersionId)
+				ids = append(ids, aws.ToString(v.VersionId))
 			}
 		}
 		for _, m := range out.DeleteMarkers {
 			if aws.ToString(m.Key) == key {
-				ids = append(ids, m.VersionId)
+				ids = append(ids, aws.ToString(m.VersionId))
 			}
 		}
-		kept := make([]bool, len(ids))
-		err = inParallel(len(ids), func(i int) error {
-			del := &s3.DeleteObjectInput{Bucket: aws.String(side.Bucket), Key: aws.String(key), VersionId: ids[i], ExpectedBucketOwner: owner}
-			if objectLock {
-				del.BypassGovernanceRetention = aws.Bool(true)
-			}
-			_, err := acct.S3.DeleteObject(ctx, del)
-			switch {
-			case err == nil || IsNotFound(err):
-			case objectLock && (errorCode(err) == "AccessDenied" || httpStatus(err) == http.StatusForbidden):
-				kept[i] = true
-			default:
-				return fmt.Errorf("delete canary version %s in %s: %w", aws.ToString(ids[i]), side.Bucket, err)
-			}
-			return nil
-		})
-		for i, k := range kept {
-			if k {
-				left = append(left, leftVersion{Bucket: side.Bucket, Key: key, VersionID: aws.ToString(ids[i])})
-			}
-		}
+		kept, err := deleteVersions(ctx, acct, side, key, objectLock, ids)
+		left = append(left, kept...)
 		if err != nil {
 			return left, err
 		}
@@ -479,6 +501,34 @@ func deleteCanary(ctx context.Context, acct *Account, side Side, key string, obj
 		}
 		in.KeyMarker, in.VersionIdMarker = out.NextKeyMarker, out.NextVersionIdMarker
 	}
+}
+
+// deleteVersions deletes versions of key at once; one already gone is
+// fine. It returns the versions Object Lock kept.
+func deleteVersions(ctx context.Context, acct *Account, side Side, key string, objectLock bool, ids []string) ([]leftVersion, error) {
+	kept := make([]bool, len(ids))
+	err := inParallel(len(ids), func(i int) error {
+		del := &s3.DeleteObjectInput{Bucket: aws.String(side.Bucket), Key: aws.String(key), VersionId: aws.String(ids[i]), ExpectedBucketOwner: aws.String(side.AccountID)}
+		if objectLock {
+			del.BypassGovernanceRetention = aws.Bool(true)
+		}
+		_, err := acct.S3.DeleteObject(ctx, del)
+		switch {
+		case err == nil || IsNotFound(err):
+		case objectLock && (errorCode(err) == "AccessDenied" || httpStatus(err) == http.StatusForbidden):
+			kept[i] = true
+		default:
+			return fmt.Errorf("delete canary version %s in %s: %w", ids[i], side.Bucket, err)
+		}
+		return nil
+	})
+	var left []leftVersion
+	for i, k := range kept {
+		if k {
+			left = append(left, leftVersion{Bucket: side.Bucket, Key: key, VersionID: ids[i]})
+		}
+	}
+	return left, err
 }
 
 // verifyTimeout gives verify the time the canaries may take to replicate,

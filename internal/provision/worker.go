@@ -182,7 +182,7 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 	}
 	x.run = NewRun(c.Replication, c.Facts)
 	x.run.Config, x.run.Lock, x.run.Holders, x.run.Now, x.run.Log = p.cfg.StepConfig, p.cfg.Store.Lock, p.cfg.Store, p.cfg.Now, x.log
-	x.run.interrupt = interrupt
+	x.run.interrupt, x.run.attempted = interrupt, c.Attempted
 	for _, group := range Groups(steps) {
 		todo := slices.DeleteFunc(slices.Clone(group), func(d StepDef) bool { return c.Done[d.Name] })
 		if len(todo) == 0 {
