@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -511,5 +512,41 @@ func TestStepWarningsReplaceTheirOwnAndKeepOthers(t *testing.T) {
 	}
 	if len(got.Warnings) != len(want)+8 {
 		t.Errorf("after 8 steps ended at once there are %d warnings, want %d: %+v", len(got.Warnings), len(want)+8, got.Warnings)
+	}
+}
+
+// TestStepsComeInTheOrderOfTheirTable: steps of one group start at once,
+// in any order; they are listed in the order of the step table, so that
+// the same request always reads the same.
+func TestStepsComeInTheOrderOfTheirTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	r, _, err := s.Create(ctx, provision.NewReplication{Spec: spec(1), RequestedBy: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok, err := s.Claim(ctx, "w", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	// Started against the table's order.
+	started := []string{provision.StepInspectDestination, provision.StepResolveAccounts, provision.StepInspectSource}
+	for _, name := range started {
+		if err := s.StartStep(ctx, &c, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps, err := s.Steps(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range steps {
+		got = append(got, st.Name)
+	}
+	want := []string{provision.StepResolveAccounts, provision.StepInspectSource, provision.StepInspectDestination}
+	if !slices.Equal(got, want) {
+		t.Errorf("steps listed %v, want the table's order %v", got, want)
 	}
 }

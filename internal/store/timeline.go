@@ -11,9 +11,14 @@ import (
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
+// selectSteps lists a request's steps in the order of the step tables ($2
+// provisioning's names, $3 removal's), so that the steps of one group,
+// which run at once, always come in the same order.
 const selectSteps = `SELECT phase, name, status, attempts, started_at, finished_at, changed, before, after, error
 FROM replication_steps WHERE replication_id = $1
-ORDER BY CASE phase WHEN 'provision' THEN 0 ELSE 1 END, COALESCE(started_at, updated_at), name`
+ORDER BY CASE phase WHEN 'provision' THEN 0 ELSE 1 END,
+    CASE phase WHEN 'provision' THEN array_position($2::text[], name) ELSE array_position($3::text[], name) END,
+    COALESCE(started_at, updated_at), name`
 
 type stepRow struct {
 	Phase      string
@@ -28,10 +33,11 @@ type stepRow struct {
 	Error      []byte
 }
 
-// Steps returns every recorded step of a request, provisioning first, in the
-// order they started.
+// Steps returns every recorded step of a request, provisioning first, each
+// phase in the order of its step table.
 func (s *Store) Steps(ctx context.Context, id string) ([]provision.Step, error) {
-	rs, err := timeline(ctx, s, id, "steps", selectSteps, pgx.RowToStructByName[stepRow])
+	rs, err := timeline(ctx, s, id, "steps", selectSteps, pgx.RowToStructByName[stepRow],
+		stepNames(provision.ProvisionSteps()), stepNames(provision.DeprovisionSteps()))
 	out := make([]provision.Step, len(rs))
 	for i, r := range rs {
 		out[i] = provision.Step{
@@ -41,6 +47,14 @@ func (s *Store) Steps(ctx context.Context, id string) ([]provision.Step, error) 
 		}
 	}
 	return out, err
+}
+
+func stepNames(table []provision.StepDef) []string {
+	names := make([]string, len(table))
+	for i, d := range table {
+		names[i] = d.Name
+	}
+	return names
 }
 
 const selectEvents = `SELECT seq, at, type, COALESCE(state::text, '') AS state, step, actor, message, detail
