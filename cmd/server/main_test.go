@@ -62,14 +62,17 @@ type testServer struct {
 	stop func() error
 }
 
-// startServer runs the whole server with env as its environment (BB_LISTEN
-// is chosen here) and waits until it is ready. stop cancels it and returns
+// startServer runs the whole server with env as its environment (BB_LISTEN,
+// unless env names one, is chosen here) and waits until it is ready. stop cancels it and returns
 // what run returned; the test's cleanup stops it too and shows the log when
 // the test failed.
 func startServer(t *testing.T, env map[string]string) *testServer {
 	t.Helper()
-	addr := freeAddr(t)
-	env["BB_LISTEN"] = addr
+	addr := env["BB_LISTEN"]
+	if addr == "" {
+		addr = freeAddr(t)
+		env["BB_LISTEN"] = addr
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{base: "http://" + addr, logs: &lockedBuffer{}}
 	done := make(chan error, 1)
