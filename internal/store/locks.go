@@ -3,19 +3,24 @@ package store
 import (
 	"context"
 	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // keyLocks serializes, inside one process, the holders of each advisory
-// lock key, and bounds how many connections holders pin at once. Without
-// it every worker waiting for a busy document would wait inside Postgres,
-// each on a connection of its own: a burst of requests into one
-// destination would take as many connections as there are workers and
-// starve the pool, and the server's max_connections, of the rest.
+// lock key, and bounds how many connections holders waiting on another
+// process pin at once. Without it every worker waiting for a busy document
+// would wait inside Postgres, each on a connection of its own: a burst of
+// requests into one destination would take as many connections as there
+// are workers and starve the pool, and the server's max_connections, of the
+// rest.
 type keyLocks struct {
 	mu   sync.Mutex
 	keys map[int64]*keyLock
-	// conns bounds the connections pinned by holders, so that the pool
-	// always keeps some for the statements holders and everyone else run.
+	// conns bounds the connections pinned by holders waiting for another
+	// process, so that the pool always keeps some for everyone's statements.
 	conns chan struct{}
 }
 
@@ -28,8 +33,8 @@ func newKeyLocks(conns int) *keyLocks {
 	return &keyLocks{keys: map[int64]*keyLock{}, conns: make(chan struct{}, max(conns, 1))}
 }
 
-// lock takes ids (sorted, distinct) in order, then a connection slot, and
-// returns the function that gives them back.
+// lock takes ids (sorted, distinct) in order and returns the function that
+// gives them back.
 func (l *keyLocks) lock(ctx context.Context, ids []int64) (func(), error) {
 	var taken []int64
 	unlock := func() {
@@ -44,16 +49,18 @@ func (l *keyLocks) lock(ctx context.Context, ids []int64) (func(), error) {
 		}
 		taken = append(taken, id)
 	}
+	return unlock, nil
+}
+
+// conn takes one of the connection slots and returns the function that
+// gives it back.
+func (l *keyLocks) conn(ctx context.Context) (func(), error) {
 	select {
 	case l.conns <- struct{}{}:
+		return func() { <-l.conns }, nil
 	case <-ctx.Done():
-		unlock()
 		return nil, ctx.Err()
 	}
-	return func() {
-		<-l.conns
-		unlock()
-	}, nil
 }
 
 func (l *keyLocks) acquire(ctx context.Context, id int64) error {
@@ -88,5 +95,92 @@ func (l *keyLocks) forget(id int64, k *keyLock) {
 	defer l.mu.Unlock()
 	if k.users--; k.users == 0 {
 		delete(l.keys, id)
+	}
+}
+
+// sharedSession is the one Postgres session on which the process holds the
+// advisory locks it gets without waiting. keyLocks already gives each key
+// to one holder of the process at a time, so one session can hold the keys
+// of many holders at once, and a lock held through a step's AWS calls pins
+// no connection of the pool.
+type sharedSession struct {
+	pool *pgxpool.Pool
+	mu   sync.Mutex
+	conn *pgx.Conn // nil until first used, and after it broke
+	// gen counts sessions: locks die with the session that took them, so a
+	// holder gives them back only to that one.
+	gen int
+}
+
+// sessionTimeout bounds each statement on the shared session, which runs
+// under its mutex: one stuck statement would stall every locker.
+const sessionTimeout = 30 * time.Second
+
+// tryLock takes every id, or none when another session holds any of them,
+// without waiting. It returns the session's generation for unlock.
+func (s *sharedSession) tryLock(ids []int64) (gen int, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), sessionTimeout)
+	defer cancel()
+	if s.conn == nil {
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return 0, false, err
+		}
+		s.conn = c.Hijack()
+		s.gen++
+	}
+	var got []int64
+	if err := s.conn.QueryRow(ctx, `SELECT coalesce(array_agg(id), '{}') FROM unnest($1::bigint[]) AS id
+WHERE pg_try_advisory_lock(id)`, ids).Scan(&got); err != nil {
+		s.drop()
+		return 0, false, err
+	}
+	if len(got) == len(ids) {
+		return s.gen, true, nil
+	}
+	if len(got) > 0 {
+		if err := s.unlockLocked(ctx, got); err != nil {
+			return 0, false, err
+		}
+	}
+	return 0, false, nil
+}
+
+// unlock gives back ids taken by tryLock in session gen.
+func (s *sharedSession) unlock(gen int, ids []int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil || s.gen != gen {
+		return // that session is gone, and its locks with it
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sessionTimeout)
+	defer cancel()
+	s.unlockLocked(ctx, ids) //nolint:errcheck // a session that cannot unlock is closed, which unlocks
+}
+
+func (s *sharedSession) unlockLocked(ctx context.Context, ids []int64) error {
+	if _, err := s.conn.Exec(ctx, "SELECT pg_advisory_unlock(id) FROM unnest($1::bigint[]) AS id", ids); err != nil {
+		s.drop()
+		return err
+	}
+	return nil
+}
+
+// drop closes a session that failed a statement: whatever it held is
+// released, rather than held by a session nobody can trust to unlock it.
+func (s *sharedSession) drop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s.conn.Close(ctx) //nolint:errcheck // closing a broken connection
+	s.conn = nil
+}
+
+func (s *sharedSession) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		s.drop()
 	}
 }

@@ -69,3 +69,64 @@ func TestManyLockersShareASmallPool(t *testing.T) {
 		t.Errorf("the shared document had %d holders at once, want 1", most.Load())
 	}
 }
+
+// TestLocksExcludeAcrossReplicas: two replicas (two stores on one database)
+// lock one document from 40 workers at once, some together with a document
+// of their own, so that each replica takes keys both on its shared session
+// and, when the other replica holds them, by waiting on a connection of its
+// own. The document never has two holders, and every worker gets its turn.
+func TestLocksExcludeAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := storetest.NewMigratedDatabase(t)
+	var replicas [2]*store.Store
+	for i := range replicas {
+		s, err := store.Open(ctx, url+"&pool_max_conns=6", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		replicas[i] = s
+	}
+	const n = 40
+	var inside, most, done atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		keys := []string{"arn:aws:s3:::shared"}
+		if i%3 == 0 {
+			keys = append(keys, fmt.Sprintf("arn:aws:s3:::own-%d", i))
+		}
+		s := replicas[i%2]
+		wg.Go(func() {
+			unlock, err := s.Lock(ctx, keys...)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer unlock()
+			now := inside.Add(1)
+			defer inside.Add(-1)
+			for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+			}
+			time.Sleep(time.Millisecond) // a step's AWS call
+			if _, err := s.Granted(ctx, keys[0]); err != nil {
+				errs <- err
+				return
+			}
+			done.Add(1)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if most.Load() != 1 {
+		t.Errorf("the shared document had %d holders at once, want 1", most.Load())
+	}
+	if done.Load() != n {
+		t.Errorf("%d of %d workers had their turn", done.Load(), n)
+	}
+}

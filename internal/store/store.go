@@ -29,8 +29,10 @@ type Store struct {
 	// for all three on one connection.
 	wake       *notifier
 	deliveries *notifier
-	// locks queues Lock's holders inside the process.
+	// locks queues Lock's holders inside the process; session holds what
+	// they take in Postgres without waiting.
 	locks    *keyLocks
+	session  *sharedSession
 	events   *notifier
 	listener *listener
 
@@ -85,14 +87,15 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	s := &Store{pool: pool, db: db, mig: mig,
 		wake: newNotifier(pool, workChannel, origin), deliveries: newNotifier(pool, DeliveriesChannel, origin),
 		events: newNotifier(pool, eventsChannel, origin), idempotencyTTL: DefaultIdempotencyTTL, now: time.Now,
-		locks: newKeyLocks(lockConns(int(cfg.MaxConns)))}
+		locks: newKeyLocks(lockConns(int(cfg.MaxConns))), session: &sharedSession{pool: pool}}
 	s.listener = newListener(pool, s.wake, s.deliveries, s.events)
 	return s, nil
 }
 
-// lockConns is how many of a pool's connections Lock's holders may pin at
-// once: two thirds, leaving the rest for the statements they and everyone else
-// run, each of which returns its connection without waiting on another.
+// lockConns is how many of a pool's connections Lock's holders waiting for
+// another process may pin at once: two thirds, leaving the rest for the
+// statements they and everyone else run, each of which returns its
+// connection without waiting on another.
 func lockConns(pool int) int { return pool * 2 / 3 }
 
 // MaxConns is the size of the connection pool.
@@ -101,6 +104,7 @@ func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
 // Close releases every connection.
 func (s *Store) Close() {
 	s.listener.close()
+	s.session.close()
 	s.wake.close()
 	s.deliveries.close()
 	s.events.close()

@@ -289,14 +289,15 @@ WHERE id = $1 AND lease_owner = $2`, c.Replication.ID, c.Owner)
 	return nil
 }
 
-// Lock takes session-level advisory locks keyed by hashes of keys, all on
-// one connection of its own, held until unlock. AWS offers no
-// compare-and-swap on policies, so concurrent read-modify-writes of one
-// document (even from several server replicas) are serialized here. Keys
-// are taken in sorted order, and a holder never asks for more, so lockers
-// cannot deadlock. Within the process, holders queue for each key (and for
-// one of a bounded number of connections) before they ask Postgres, so
-// waiting holds no connection and holders never take the whole pool.
+// Lock takes session-level advisory locks keyed by hashes of keys, held
+// until unlock. AWS offers no compare-and-swap on policies, so concurrent
+// read-modify-writes of one document (even from several server replicas)
+// are serialized here. Within the process, holders queue for each key
+// before they ask Postgres, so waiting holds no connection. Keys free in
+// Postgres are taken at once on the process's shared session; when another
+// process holds one, the holder waits for it on a connection of its own
+// (one of a bounded number), taking the keys in sorted order. A holder
+// never asks for more, so lockers cannot deadlock.
 func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
 	ids := make([]int64, 0, len(keys))
 	for _, k := range keys {
@@ -310,22 +311,51 @@ func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %v: %w", keys, err)
 	}
-	conn, err := s.pool.Acquire(ctx)
+	gen, ok, err := s.session.tryLock(ids)
 	if err != nil {
 		local()
 		return nil, fmt.Errorf("lock %v: %w", keys, err)
+	}
+	if ok {
+		return func() {
+			s.session.unlock(gen, ids)
+			local()
+		}, nil
+	}
+	unlock, err := s.waitLock(ctx, ids)
+	if err != nil {
+		local()
+		return nil, fmt.Errorf("lock %v: %w", keys, err)
+	}
+	return func() {
+		unlock()
+		local()
+	}, nil
+}
+
+// waitLock takes ids, some held by another process, on a connection of
+// its own, waiting for them in order.
+func (s *Store) waitLock(ctx context.Context, ids []int64) (func(), error) {
+	slot, err := s.locks.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		slot()
+		return nil, err
 	}
 	for _, id := range ids {
 		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
 			// A cancelled wait may leave the connection mid-protocol; closing
 			// the session releases whatever it holds.
 			conn.Hijack().Close(context.Background())
-			local()
-			return nil, fmt.Errorf("lock %v: %w", keys, err)
+			slot()
+			return nil, err
 		}
 	}
 	return func() {
-		defer local()
+		defer slot()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
