@@ -72,8 +72,7 @@ func runOne(ctx context.Context, run *Run, def StepDef, rec Recorder) StepOutcom
 		}
 	}
 	var o StepOutcome
-	if def.Locks != nil && run.Lock != nil {
-		keys := def.Locks(run)
+	if keys := locks(run, def); len(keys) > 0 && run.Lock != nil {
 		unlock, err := run.Lock(ctx, keys...)
 		if err != nil {
 			o = StepOutcome{Def: def, Err: fmt.Errorf("lock %v: %w", keys, err)}
@@ -90,6 +89,14 @@ func runOne(ctx context.Context, run *Run, def StepDef, rec Recorder) StepOutcom
 		}
 	}
 	return o
+}
+
+// locks names the documents def locks in this run, if any.
+func locks(run *Run, def StepDef) []string {
+	if def.Locks == nil {
+		return nil
+	}
+	return def.Locks(run)
 }
 
 // attempt runs one attempt of a step.

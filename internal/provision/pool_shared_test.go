@@ -419,3 +419,25 @@ func TestEngineManyDestinationsOnOneKeyAtOnce(t *testing.T) {
 	e.cloud.Faults(dstAcct).Reset()
 	e.checkKeyStatements(t, live)
 }
+
+// TestAStepWithNothingToDoDoesNotWaitForItsDocument: while another holder
+// (here the test, as a busy request of another replica would) holds the
+// lock of the source key, a request whose source key delegates to its
+// account's IAM is provisioned all the same: its source key step has
+// nothing to write, so it does not queue behind everyone sharing the key.
+func TestAStepWithNothingToDoDoesNotWaitForItsDocument(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := newEngineEnv(t)
+	e.startEngine(t, e.st, provision.PoolConfig{Workers: 2})
+	unlock, err := e.st.Lock(ctx, awsfake.DemoSourceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	r := e.submit(t, demoSpec())
+	waitEnd(t, e.st, r.ID, provision.StateSucceeded)
+	if s := stepRecords(t, e.st, r.ID, provision.PhaseProvision)[provision.StepUpdateSourceKeyPolicy]; s.Status != provision.StepSkipped {
+		t.Errorf("the source key step = %s, want skipped", s.Status)
+	}
+}

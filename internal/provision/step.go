@@ -353,8 +353,10 @@ type StepDef struct {
 	// StepConfig.StepTimeout: verify waits for S3 on top of its calls.
 	TimeoutFunc func(StepConfig) time.Duration
 	// Locks, when set, names the documents the step writes: the group
-	// runner holds their advisory locks while the step runs. Steps of one
-	// group lock different documents.
+	// runner holds their advisory locks while the step runs. It names none
+	// when this run of the step writes nothing (it is skipped), so that a
+	// step with nothing to do does not queue behind every request sharing
+	// the document. Steps of one group lock different documents.
 	Locks func(run *Run) []string
 	// Interruptible: the step mostly waits (verify's canary) and is safe to
 	// stop at any moment, so a caller's cancel or a shutdown stops it at

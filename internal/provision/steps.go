@@ -89,7 +89,12 @@ func sourceBucketLock(run *Run) []string { return []string{bucketARN(run.Replica
 func destinationBucketLock(run *Run) []string {
 	return []string{bucketARN(run.Replication.Destination)}
 }
-func sourceKeyLock(run *Run) []string      { return []string{run.Replication.Source.KMSKeyARN} }
+func sourceKeyLock(run *Run) []string {
+	if !writesSourceKeyPolicy(run) {
+		return nil
+	}
+	return []string{run.Replication.Source.KMSKeyARN}
+}
 func destinationKeyLock(run *Run) []string { return []string{run.Replication.Destination.KMSKeyARN} }
 
 // input is what the policy builders need from the run: the request and the

@@ -84,6 +84,9 @@ func checkSourceEncryption(ctx context.Context, run *Run, f *encryptionFinding) 
 
 // sourceEncryptionLock is X's default encryption, a document of its own.
 func sourceEncryptionLock(run *Run) []string {
+	if !run.Replication.SetSourceDefaultEncryption {
+		return nil // the steps skip
+	}
 	return []string{bucketARN(run.Replication.Source) + "#default-encryption"}
 }
 
