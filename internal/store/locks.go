@@ -105,7 +105,9 @@ func (l *keyLocks) forget(id int64, k *keyLock) {
 // no connection of the pool.
 type sharedSession struct {
 	pool *pgxpool.Pool
-	mu   sync.Mutex
+	// turn is the session's mutex, a channel so that a locker can stop
+	// waiting for it when its context ends.
+	turn chan struct{}
 	conn *pgx.Conn // nil until first used, and after it broke
 	// gen counts sessions: locks die with the session that took them, so a
 	// holder gives them back only to that one.
@@ -116,21 +118,52 @@ type sharedSession struct {
 // under its mutex: one stuck statement would stall every locker.
 const sessionTimeout = 30 * time.Second
 
+func newSharedSession(pool *pgxpool.Pool) *sharedSession {
+	return &sharedSession{pool: pool, turn: make(chan struct{}, 1)}
+}
+
+// take waits for the session's turn; give hands it back.
+func (s *sharedSession) take(ctx context.Context) error {
+	select {
+	case s.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *sharedSession) give() { <-s.turn }
+
 // tryLock takes every id, or none when another session holds any of them,
 // without waiting. It returns the session's generation for unlock.
-func (s *sharedSession) tryLock(ids []int64) (gen int, ok bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), sessionTimeout)
-	defer cancel()
-	if s.conn == nil {
-		c, err := s.pool.Acquire(ctx)
-		if err != nil {
-			return 0, false, err
-		}
-		s.conn = c.Hijack()
-		s.gen++
+func (s *sharedSession) tryLock(ctx context.Context, ids []int64) (gen int, ok bool, err error) {
+	if err := s.take(ctx); err != nil {
+		return 0, false, err
 	}
+	defer s.give()
+	// A session that broke since its last statement (a restarted database,
+	// a cut connection) is replaced once.
+	for fresh := false; ; {
+		if s.conn == nil {
+			c, err := s.pool.Acquire(ctx)
+			if err != nil {
+				return 0, false, err
+			}
+			s.conn, fresh = c.Hijack(), true
+			s.gen++
+		}
+		gen, ok, err = s.tryLockOnce(ctx, ids)
+		if err == nil || fresh {
+			return gen, ok, err
+		}
+	}
+}
+
+func (s *sharedSession) tryLockOnce(ctx context.Context, ids []int64) (gen int, ok bool, err error) {
+	// The statements do not end with the caller's context: cancelled half-way,
+	// one would break the session, and every holder's locks with it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sessionTimeout)
+	defer cancel()
 	var got []int64
 	if err := s.conn.QueryRow(ctx, `SELECT coalesce(array_agg(id), '{}') FROM unnest($1::bigint[]) AS id
 WHERE pg_try_advisory_lock(id)`, ids).Scan(&got); err != nil {
@@ -150,8 +183,8 @@ WHERE pg_try_advisory_lock(id)`, ids).Scan(&got); err != nil {
 
 // unlock gives back ids taken by tryLock in session gen.
 func (s *sharedSession) unlock(gen int, ids []int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.take(context.Background()) //nolint:errcheck // never cancelled
+	defer s.give()
 	if s.conn == nil || s.gen != gen {
 		return // that session is gone, and its locks with it
 	}
@@ -178,8 +211,8 @@ func (s *sharedSession) drop() {
 }
 
 func (s *sharedSession) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.take(context.Background()) //nolint:errcheck // never cancelled
+	defer s.give()
 	if s.conn != nil {
 		s.drop()
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/bucketbridge/bucketbridge/internal/store"
 	"github.com/bucketbridge/bucketbridge/internal/store/storetest"
 )
@@ -129,4 +131,67 @@ func TestLocksExcludeAcrossReplicas(t *testing.T) {
 	if done.Load() != n {
 		t.Errorf("%d of %d workers had their turn", done.Load(), n)
 	}
+}
+
+// TestLocksOutliveABrokenSession: the database ends the session the
+// process holds its locks on (a restart, a cut connection) while a worker
+// holds a document. The next worker still gets its own document at once,
+// the lost document is free for another replica, and the first worker's
+// unlock does no harm.
+func TestLocksOutliveABrokenSession(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := storetest.NewMigratedDatabase(t)
+	var replicas [2]*store.Store
+	for i := range replicas {
+		s, err := store.Open(ctx, url, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		replicas[i] = s
+	}
+	first, other := replicas[0], replicas[1]
+	unlock, err := first.Lock(ctx, "arn:aws:s3:::lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var ended int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&ended); err != nil || ended != 1 {
+		t.Fatalf("ended %d sessions holding advisory locks (%v), want the one", ended, err)
+	}
+
+	next, err := first.Lock(ctx, "arn:aws:s3:::next")
+	if err != nil {
+		t.Fatalf("a lock after the session broke: %v", err)
+	}
+	defer next()
+	taken := make(chan func(), 1)
+	go func() {
+		u, err := other.Lock(ctx, "arn:aws:s3:::lost")
+		if err != nil {
+			t.Error(err)
+			u = func() {}
+		}
+		taken <- u
+	}()
+	select {
+	case u := <-taken:
+		u()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lost document stayed locked after its session ended")
+	}
+	unlock()
+	again, err := other.Lock(ctx, "arn:aws:s3:::next-too")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again()
 }

@@ -87,7 +87,7 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	s := &Store{pool: pool, db: db, mig: mig,
 		wake: newNotifier(pool, workChannel, origin), deliveries: newNotifier(pool, DeliveriesChannel, origin),
 		events: newNotifier(pool, eventsChannel, origin), idempotencyTTL: DefaultIdempotencyTTL, now: time.Now,
-		locks: newKeyLocks(lockConns(int(cfg.MaxConns))), session: &sharedSession{pool: pool}}
+		locks: newKeyLocks(lockConns(int(cfg.MaxConns))), session: newSharedSession(pool)}
 	s.listener = newListener(pool, s.wake, s.deliveries, s.events)
 	return s, nil
 }

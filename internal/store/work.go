@@ -311,7 +311,7 @@ func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %v: %w", keys, err)
 	}
-	gen, ok, err := s.session.tryLock(ids)
+	gen, ok, err := s.session.tryLock(ctx, ids)
 	if err != nil {
 		local()
 		return nil, fmt.Errorf("lock %v: %w", keys, err)
