@@ -14,6 +14,34 @@ import (
 	"github.com/bucketbridge/bucketbridge/internal/store/storetest"
 )
 
+// occupancy counts the holders inside a document, and the most there were
+// at once.
+type occupancy struct{ inside, most atomic.Int32 }
+
+// enter counts one more holder until leave.
+func (o *occupancy) enter() (leave func()) {
+	now := o.inside.Add(1)
+	for m := o.most.Load(); now > m && !o.most.CompareAndSwap(m, now); m = o.most.Load() {
+	}
+	return func() { o.inside.Add(-1) }
+}
+
+// openReplicas opens two stores on the database at url, as two server
+// replicas would, each with a pool of maxConns.
+func openReplicas(ctx context.Context, t *testing.T, url string, maxConns int) [2]*store.Store {
+	t.Helper()
+	var replicas [2]*store.Store
+	for i := range replicas {
+		s, err := store.Open(ctx, url, maxConns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		replicas[i] = s
+	}
+	return replicas
+}
+
 // TestManyLockersShareASmallPool: 40 workers take document locks at once
 // on a pool of four connections, half of them the same document, and each
 // runs statements while it holds its lock, as steps do. Every one gets its
@@ -29,7 +57,7 @@ func TestManyLockersShareASmallPool(t *testing.T) {
 	}
 	defer s.Close()
 	const n = 40
-	var inside, most atomic.Int32
+	var shared occupancy
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
@@ -45,10 +73,7 @@ func TestManyLockersShareASmallPool(t *testing.T) {
 			}
 			defer unlock()
 			if key == "arn:aws:s3:::shared" {
-				now := inside.Add(1)
-				defer inside.Add(-1)
-				for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
-				}
+				defer shared.enter()()
 			}
 			for range 3 {
 				if err := s.RecordGranted(ctx, "01a237b3-4b20-7d1c-bc80-ec10d6885ed1", map[string][]string{key: {"role"}}); err != nil {
@@ -67,8 +92,8 @@ func TestManyLockersShareASmallPool(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if most.Load() != 1 {
-		t.Errorf("the shared document had %d holders at once, want 1", most.Load())
+	if most := shared.most.Load(); most != 1 {
+		t.Errorf("the shared document had %d holders at once, want 1", most)
 	}
 }
 
@@ -81,18 +106,10 @@ func TestLocksExcludeAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	url := storetest.NewMigratedDatabase(t)
-	var replicas [2]*store.Store
-	for i := range replicas {
-		s, err := store.Open(ctx, url+"&pool_max_conns=6", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		replicas[i] = s
-	}
+	replicas := openReplicas(ctx, t, storetest.NewMigratedDatabase(t), 6)
 	const n = 40
-	var inside, most, done atomic.Int32
+	var shared occupancy
+	var done atomic.Int32
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
@@ -108,10 +125,7 @@ func TestLocksExcludeAcrossReplicas(t *testing.T) {
 				return
 			}
 			defer unlock()
-			now := inside.Add(1)
-			defer inside.Add(-1)
-			for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
-			}
+			defer shared.enter()()
 			time.Sleep(time.Millisecond) // a step's AWS call
 			if _, err := s.Granted(ctx, keys[0]); err != nil {
 				errs <- err
@@ -125,8 +139,8 @@ func TestLocksExcludeAcrossReplicas(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if most.Load() != 1 {
-		t.Errorf("the shared document had %d holders at once, want 1", most.Load())
+	if most := shared.most.Load(); most != 1 {
+		t.Errorf("the shared document had %d holders at once, want 1", most)
 	}
 	if done.Load() != n {
 		t.Errorf("%d of %d workers had their turn", done.Load(), n)
@@ -143,15 +157,7 @@ func TestLocksOutliveABrokenSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	url := storetest.NewMigratedDatabase(t)
-	var replicas [2]*store.Store
-	for i := range replicas {
-		s, err := store.Open(ctx, url, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		replicas[i] = s
-	}
+	replicas := openReplicas(ctx, t, url, 4)
 	first, other := replicas[0], replicas[1]
 	unlock, err := first.Lock(ctx, "arn:aws:s3:::lost")
 	if err != nil {
