@@ -160,7 +160,7 @@ func progress(t *testing.T, stores []*store.Store, n int) {
 	for i := range n {
 		st := stores[i%len(stores)]
 		name := fmt.Sprintf("step_%02d", i)
-		if err := st.StartStep(ctx, &c, name); err != nil {
+		if err := st.StartSteps(ctx, &c, name); err != nil {
 			t.Fatal(err)
 		}
 		rec := provision.StepRecord{Phase: c.Phase, Name: name, Status: provision.StepSucceeded}

@@ -42,20 +42,29 @@ func (o StepOutcome) Status() StepStatus {
 
 // Recorder records the attempts of steps as they start and end.
 type Recorder interface {
-	// Started is called before an attempt; an error keeps the step from running.
-	Started(ctx context.Context, def StepDef) error
+	// Started is called before the attempts of a group's steps, with those
+	// steps; an error keeps them from running.
+	Started(ctx context.Context, defs []StepDef) error
 	// Ended is called with each attempt's outcome; an error replaces the step's.
 	Ended(ctx context.Context, o StepOutcome) error
 }
 
 // RunGroup runs one attempt of each step of a group, concurrently, each
 // under its own timeout and holding the locks of the documents it declares
-// (StepDef.Locks), recording each with rec (when not nil) as it starts and
-// ends. The record is written before the locks are released, so that the
-// next holder of a document reads what this step learned. It returns the
-// outcomes in group order.
+// (StepDef.Locks). With rec (when not nil) it records the start of them
+// all at once, then each as it ends; that record is written before the
+// locks are released, so that the next holder of a document reads what
+// this step learned. It returns the outcomes in group order.
 func RunGroup(ctx context.Context, run *Run, group []StepDef, rec Recorder) []StepOutcome {
 	out := make([]StepOutcome, len(group))
+	if rec != nil {
+		if err := rec.Started(ctx, group); err != nil {
+			for i, def := range group {
+				out[i] = StepOutcome{Def: def, Err: err}
+			}
+			return out
+		}
+	}
 	var wg sync.WaitGroup
 	for i, def := range group {
 		wg.Go(func() { out[i] = runOne(ctx, run, def, rec) })
@@ -66,11 +75,6 @@ func RunGroup(ctx context.Context, run *Run, group []StepDef, rec Recorder) []St
 
 // runOne runs and records one attempt of a step under its locks.
 func runOne(ctx context.Context, run *Run, def StepDef, rec Recorder) StepOutcome {
-	if rec != nil {
-		if err := rec.Started(ctx, def); err != nil {
-			return StepOutcome{Def: def, Err: err}
-		}
-	}
 	var o StepOutcome
 	if keys := locks(run, def); len(keys) > 0 && run.Lock != nil {
 		unlock, err := run.Lock(ctx, keys...)

@@ -64,8 +64,9 @@ type WorkStore interface {
 	Claim(ctx context.Context, owner string, lease time.Duration) (c Claim, ok bool, err error)
 	// Extend renews the lease and reports whether a cancel was requested.
 	Extend(ctx context.Context, c *Claim, lease time.Duration) (cancelRequested bool, err error)
-	// StartStep records that a step began an attempt.
-	StartStep(ctx context.Context, c *Claim, name string) error
+	// StartSteps records that steps (one group's, the first of them the
+	// request's current step) began an attempt each.
+	StartSteps(ctx context.Context, c *Claim, names ...string) error
 	// FinishStep records a step's end and the facts learned so far, and
 	// reports whether a caller asked to cancel the request meanwhile.
 	FinishStep(ctx context.Context, c *Claim, rec StepRecord, facts Facts) (cancelRequested bool, err error)

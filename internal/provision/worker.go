@@ -322,8 +322,12 @@ func (x *execution) ready(ctx, runCtx context.Context, next string) bool {
 }
 
 // Started implements Recorder.
-func (x *execution) Started(ctx context.Context, def StepDef) error {
-	return x.pool.cfg.Store.StartStep(ctx, x.claim, def.Name)
+func (x *execution) Started(ctx context.Context, defs []StepDef) error {
+	names := make([]string, len(defs))
+	for i, def := range defs {
+		names[i] = def.Name
+	}
+	return x.pool.cfg.Store.StartSteps(ctx, x.claim, names...)
 }
 
 // Ended implements Recorder: it stores the attempt's record with the facts
@@ -349,7 +353,7 @@ func (x *execution) Ended(ctx context.Context, o StepOutcome) error {
 
 // skip records a step that has nothing to do.
 func (x *execution) skip(ctx context.Context, def StepDef) error {
-	if err := x.pool.cfg.Store.StartStep(ctx, x.claim, def.Name); err != nil {
+	if err := x.pool.cfg.Store.StartSteps(ctx, x.claim, def.Name); err != nil {
 		return err
 	}
 	after := map[string]string{"reason": "nothing to remove: provisioning never started " + cmp.Or(def.Undoes, "a step that writes")}

@@ -345,11 +345,11 @@ func (d *deadStore) Extend(ctx context.Context, c *provision.Claim, lease time.D
 	return d.Store.Extend(ctx, c, lease)
 }
 
-func (d *deadStore) StartStep(ctx context.Context, c *provision.Claim, name string) error {
+func (d *deadStore) StartSteps(ctx context.Context, c *provision.Claim, names ...string) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	return d.Store.StartStep(ctx, c, name)
+	return d.Store.StartSteps(ctx, c, names...)
 }
 
 func (d *deadStore) FinishStep(ctx context.Context, c *provision.Claim, rec provision.StepRecord, f provision.Facts) (bool, error) {
@@ -465,7 +465,7 @@ func TestALateWriteFromAWorkerThatLostItsLeaseIsRefused(t *testing.T) {
 	if err != nil || !ok || b.Replication.ID != r.ID {
 		t.Fatalf("claim b: %v %v", ok, err)
 	}
-	if err := st.StartStep(ctx, &a, "x"); !errors.Is(err, provision.ErrLeaseLost) {
+	if err := st.StartSteps(ctx, &a, "x"); !errors.Is(err, provision.ErrLeaseLost) {
 		t.Errorf("late StartStep = %v", err)
 	}
 	if err := st.Finish(ctx, &a, provision.ActionComplete, "late"); !errors.Is(err, provision.ErrLeaseLost) {

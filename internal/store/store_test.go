@@ -461,7 +461,7 @@ func TestStepWarningsReplaceTheirOwnAndKeepOthers(t *testing.T) {
 	}
 	finish := func(step string, ws ...provision.Warning) {
 		t.Helper()
-		if err := s.StartStep(ctx, &c, step); err != nil {
+		if err := s.StartSteps(ctx, &c, step); err != nil {
 			t.Fatal(err)
 		}
 		for i := range ws {
@@ -494,7 +494,7 @@ func TestStepWarningsReplaceTheirOwnAndKeepOthers(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			step := fmt.Sprintf("step-%d", i)
-			if err := s.StartStep(ctx, &c, step); err != nil {
+			if err := s.StartSteps(ctx, &c, step); err != nil {
 				t.Error(err)
 				return
 			}
@@ -533,7 +533,7 @@ func TestStepsComeInTheOrderOfTheirTable(t *testing.T) {
 	// Started against the table's order.
 	started := []string{provision.StepInspectDestination, provision.StepResolveAccounts, provision.StepInspectSource}
 	for _, name := range started {
-		if err := s.StartStep(ctx, &c, name); err != nil {
+		if err := s.StartSteps(ctx, &c, name); err != nil {
 			t.Fatal(err)
 		}
 	}

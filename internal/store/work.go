@@ -164,22 +164,23 @@ func (s *Store) fenced(ctx context.Context, c *provision.Claim, fn func(pgx.Tx) 
 	})
 }
 
-// startStep records the start of a step's attempt in one statement: it
-// inserts nothing unless owner still holds the lease.
-const startStep = `WITH r AS (
-    UPDATE replications SET current_step = $4, updated_at = now() WHERE id = $1 AND lease_owner = $2 RETURNING id
+// startSteps records the start of an attempt of each step of a group in
+// one statement: it inserts nothing unless owner still holds the lease. The
+// request's current step is the group's first.
+const startSteps = `WITH r AS (
+    UPDATE replications SET current_step = ($4::text[])[1], updated_at = now() WHERE id = $1 AND lease_owner = $2 RETURNING id
 )
 INSERT INTO replication_steps (replication_id, phase, name, status, attempts, started_at)
-SELECT r.id, $3, $4, 'running', 1, now() FROM r
+SELECT r.id, $3, name, 'running', 1, now() FROM r, unnest($4::text[]) AS name
 ON CONFLICT (replication_id, phase, name) DO UPDATE SET
     status = 'running', attempts = replication_steps.attempts + 1, started_at = now(),
     finished_at = NULL, error = NULL, updated_at = now()`
 
-// StartStep records that a step began an attempt.
-func (s *Store) StartStep(ctx context.Context, c *provision.Claim, name string) error {
-	tag, err := s.pool.Exec(ctx, startStep, c.Replication.ID, c.Owner, c.Phase, name)
+// StartSteps records that steps (one group's) began an attempt each.
+func (s *Store) StartSteps(ctx context.Context, c *provision.Claim, names ...string) error {
+	tag, err := s.pool.Exec(ctx, startSteps, c.Replication.ID, c.Owner, c.Phase, names)
 	if err != nil {
-		return fmt.Errorf("start step %s of %s: %w", name, c.Replication.ID, err)
+		return fmt.Errorf("start steps %v of %s: %w", names, c.Replication.ID, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return provision.ErrLeaseLost
