@@ -53,6 +53,7 @@ func TestReadmeRunsAsPrinted(t *testing.T) {
 	}
 }
 
+// followReadme runs blocks in order, in one shell, as one reader does.
 func followReadme(t *testing.T, blocks []readmeBlock, restartEachTime bool) {
 	// The reader's make run always answers at the same address.
 	databaseURL, addr := storetest.NewDatabase(t), freeAddr(t)
@@ -237,18 +238,21 @@ func jsonValues(s string) ([]any, error) {
 // shell is one bash that runs scripts one after another, as a reader's
 // terminal does: what one script sets, the next sees.
 type shell struct {
-	dir    string
+	dir    string // where the scripts are written
 	stdin  io.Writer
 	stdout chan string
 	stderr chan string
 	n      int
 }
 
+// shellDone ends what a script printed, on stdout and on stderr.
 const shellDone = "@@done"
 
+// startShell starts a bash that lives until the test ends.
 func startShell(t *testing.T) *shell {
 	t.Helper()
 	cmd := exec.Command("bash", "--noprofile", "--norc")
+	cmd.Dir = "../.." // the top of the repository, where a reader runs them
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8"}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
