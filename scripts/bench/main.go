@@ -9,6 +9,7 @@
 //	go run ./scripts/bench -only W1,W2
 //	go run ./scripts/bench -quick     # fewer requests, for a quick look
 //	go run ./scripts/bench -only W3 -pool 60   # servers with a larger database pool
+//	go run ./scripts/bench -only W3 -w3 640    # W3 with 640 requests instead of 200
 //
 // It needs Postgres at DATABASE_URL (each scenario gets a database of its
 // own, dropped afterwards) and pgbench. make bench runs it.
@@ -64,7 +65,9 @@ type bench struct {
 	tmp   string
 	quick bool
 	// pool, when set, is every server's pool_max_conns.
-	pool    int
+	pool int
+	// w3, when set, is how many requests W3 runs.
+	w3      int
 	results []row
 	// single is W1's one-request time, W3's yardstick.
 	single time.Duration
@@ -74,20 +77,21 @@ func main() {
 	only := flag.String("only", "", "comma-separated scenario ids (A1,A3,Q1,W0,W1,W2,W3,W4,R1,M1); all when empty")
 	quick := flag.Bool("quick", false, "fewer requests")
 	pool := flag.Int("pool", 0, "every server's database pool size (pool_max_conns); the server's own default when 0")
+	w3 := flag.Int("w3", 0, "how many requests W3 runs; 200 (64 with -quick) when 0")
 	flag.Parse()
-	if err := run(*only, *quick, *pool); err != nil {
+	if err := run(*only, *quick, *pool, *w3); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(only string, quick bool, pool int) error {
+func run(only string, quick bool, pool, w3 int) error {
 	tmp, err := os.MkdirTemp("", "bucketbridge-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b := &bench{bin: filepath.Join(tmp, "bucketbridge"), admin: cmp.Or(os.Getenv("DATABASE_URL"), defaultDB), tmp: tmp, quick: quick, pool: pool}
+	b := &bench{bin: filepath.Join(tmp, "bucketbridge"), admin: cmp.Or(os.Getenv("DATABASE_URL"), defaultDB), tmp: tmp, quick: quick, pool: pool, w3: w3}
 	fmt.Fprintln(os.Stderr, "building the server…")
 	if out, err := exec.Command("go", "build", "-o", b.bin, "./cmd/server").CombinedOutput(); err != nil {
 		return fmt.Errorf("build the server: %v\n%s", err, out)
@@ -720,6 +724,7 @@ func (b *bench) distinctDestinations(ctx context.Context) error {
 	if b.quick {
 		n = 64
 	}
+	n = cmp.Or(b.w3, n)
 	for _, w := range []int{8, 32, 64} {
 		rps, ok, err := b.throughput(ctx, w, n, benchPair)
 		if err != nil {
