@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	if cfg.Workers > 0 && st.MaxConns() < 2 {
-		return fmt.Errorf("DATABASE_URL sets pool_max_conns=%d: workers need at least 2 connections (one may be pinned by a document's lock while its step writes its record on the other)", st.MaxConns())
+		return fmt.Errorf("DATABASE_URL sets pool_max_conns=%d: workers need at least 2 connections (one may wait for a document another replica holds while its step writes its record on the other)", st.MaxConns())
 	}
 	st.KeepIdempotencyKeys(cfg.IdempotencyTTL)
 	log.InfoContext(ctx, "database pool", "max_conns", st.MaxConns())

@@ -57,9 +57,9 @@ type PoolConfig struct {
 }
 
 // Connections is how many database connections a pool of workers running
-// these step tables may hold at once: every step of a group may hold its
-// advisory locks on a connection of its own while it writes its record on
-// another, and each worker renews its lease on one more.
+// these step tables may hold at once: every step of a group may wait for a
+// document another replica holds on a connection of its own while it writes
+// its record on another, and each worker renews its lease on one more.
 func Connections(workers int, steps map[Phase][]StepDef) int {
 	widest := 0
 	for _, table := range steps {
