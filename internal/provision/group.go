@@ -76,15 +76,19 @@ func RunGroup(ctx context.Context, run *Run, group []StepDef, rec Recorder) []St
 // runOne runs and records one attempt of a step under its locks.
 func runOne(ctx context.Context, run *Run, def StepDef, rec Recorder) StepOutcome {
 	var o StepOutcome
-	if keys := locks(run, def); len(keys) > 0 && run.Lock != nil {
+	switch {
+	case def.Skip != nil && def.Skip(run):
+		o = StepOutcome{Def: def, Result: Result{Skipped: true}}
+	case def.Locks != nil && run.Lock != nil:
+		keys := def.Locks(run)
 		unlock, err := run.Lock(ctx, keys...)
 		if err != nil {
 			o = StepOutcome{Def: def, Err: fmt.Errorf("lock %v: %w", keys, err)}
-		} else {
-			defer unlock()
+			break
 		}
-	}
-	if o.Err == nil {
+		defer unlock()
+		o = attempt(ctx, run, def)
+	default:
 		o = attempt(ctx, run, def)
 	}
 	if rec != nil {
@@ -93,14 +97,6 @@ func runOne(ctx context.Context, run *Run, def StepDef, rec Recorder) StepOutcom
 		}
 	}
 	return o
-}
-
-// locks names the documents def locks in this run, if any.
-func locks(run *Run, def StepDef) []string {
-	if def.Locks == nil {
-		return nil
-	}
-	return def.Locks(run)
 }
 
 // attempt runs one attempt of a step.

@@ -353,11 +353,13 @@ type StepDef struct {
 	// StepConfig.StepTimeout: verify waits for S3 on top of its calls.
 	TimeoutFunc func(StepConfig) time.Duration
 	// Locks, when set, names the documents the step writes: the group
-	// runner holds their advisory locks while the step runs. It names none
-	// when this run of the step writes nothing (it is skipped), so that a
-	// step with nothing to do does not queue behind every request sharing
-	// the document. Steps of one group lock different documents.
+	// runner holds their advisory locks while the step runs. Steps of one
+	// group lock different documents.
 	Locks func(run *Run) []string
+	// Skip, when set, says before the step runs that this run of it has
+	// nothing to do: it is recorded as skipped without taking its locks, so
+	// that it does not queue behind every request sharing the document.
+	Skip func(run *Run) bool
 	// Interruptible: the step mostly waits (verify's canary) and is safe to
 	// stop at any moment, so a caller's cancel or a shutdown stops it at
 	// once instead of letting it run to its end. It must clean up after

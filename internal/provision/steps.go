@@ -51,12 +51,12 @@ func ProvisionSteps() []StepDef {
 		{Name: StepInspectDestination, Group: 2, Run: inspectDestination},
 		{Name: StepEnableVersioningSource, Group: 3, Run: enableVersioningSource},
 		{Name: StepEnableVersioningDestination, Group: 3, Run: enableVersioningDestination},
-		{Name: StepSetSourceDefaultEncryption, Group: 3, Run: setSourceDefaultEncryption, Locks: sourceEncryptionLock},
+		{Name: StepSetSourceDefaultEncryption, Group: 3, Run: syncSourceEncryption, Locks: sourceEncryptionLock, Skip: leavesSourceEncryption},
 		{Name: StepEnsureReplicationRole, Group: 4, Run: ensureReplicationRole, Locks: roleLock},
 		{Name: StepPutRolePolicy, Group: 5, Run: syncRolePolicies, Locks: roleLock},
 		{Name: StepUpdateDestinationKeyPolicy, Group: 6, Run: syncDestinationKeyPolicy, Locks: destinationKeyLock},
 		{Name: StepUpdateDestinationBucketPolicy, Group: 6, Run: syncDestinationBucketPolicy, Locks: destinationBucketLock},
-		{Name: StepUpdateSourceKeyPolicy, Group: 6, Run: syncSourceKeyPolicy, Locks: sourceKeyLock},
+		{Name: StepUpdateSourceKeyPolicy, Group: 6, Run: syncSourceKeyPolicy, Locks: sourceKeyLock, Skip: needsNoSourceKeyStatement},
 		{Name: StepPutReplicationRule, Group: 7, Run: putReplicationRule, Locks: sourceBucketLock},
 		{Name: StepVerify, Group: 8, Run: verify, TimeoutFunc: verifyTimeout, Interruptible: true},
 	}
@@ -76,7 +76,7 @@ func DeprovisionSteps() []StepDef {
 		{Name: StepRemoveDestinationBucketPolicy, Group: 3, Run: syncDestinationBucketPolicy, Locks: destinationBucketLock, Undoes: StepUpdateDestinationBucketPolicy},
 		{Name: StepRemoveDestinationKeyPolicy, Group: 3, Run: syncDestinationKeyPolicy, Locks: destinationKeyLock, Undoes: StepUpdateDestinationKeyPolicy},
 		{Name: StepRemoveSourceKeyPolicy, Group: 3, Run: syncSourceKeyPolicy, Locks: sourceKeyLock, Undoes: StepUpdateSourceKeyPolicy},
-		{Name: StepRestoreSourceDefaultEncryption, Group: 3, Run: restoreSourceDefaultEncryption, Locks: sourceEncryptionLock, Undoes: StepSetSourceDefaultEncryption},
+		{Name: StepRestoreSourceDefaultEncryption, Group: 3, Run: syncSourceEncryption, Locks: sourceEncryptionLock, Skip: leavesSourceEncryption, Undoes: StepSetSourceDefaultEncryption},
 		{Name: StepDeleteRolePolicy, Group: 4, Run: syncRolePolicies, Locks: roleLock, Undoes: StepPutRolePolicy},
 		{Name: StepDeleteRole, Group: 5, Run: deleteRole, Locks: roleLock, Undoes: StepEnsureReplicationRole},
 	}
@@ -89,12 +89,7 @@ func sourceBucketLock(run *Run) []string { return []string{bucketARN(run.Replica
 func destinationBucketLock(run *Run) []string {
 	return []string{bucketARN(run.Replication.Destination)}
 }
-func sourceKeyLock(run *Run) []string {
-	if !writesSourceKeyPolicy(run) {
-		return nil
-	}
-	return []string{run.Replication.Source.KMSKeyARN}
-}
+func sourceKeyLock(run *Run) []string      { return []string{run.Replication.Source.KMSKeyARN} }
 func destinationKeyLock(run *Run) []string { return []string{run.Replication.Destination.KMSKeyARN} }
 
 // input is what the policy builders need from the run: the request and the

@@ -221,9 +221,6 @@ func syncDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 // statement is not needed), and with it those of KA's other such buckets.
 func syncSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	src := run.Replication.Source
-	if !writesSourceKeyPolicy(run) {
-		return Result{Skipped: true}, nil
-	}
 	peers, err := run.peers(ctx, PeerFilter{SourceKey: src.KMSKeyARN})
 	if err != nil {
 		return Result{}, err
@@ -232,12 +229,12 @@ func syncSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	return syncKeyPolicy(ctx, run, run.Source, src, grants, policy.SyncSourceKeyPolicy)
 }
 
-// writesSourceKeyPolicy says whether the run's source key policy step has
-// anything to do: a request whose source key delegates to its account's IAM
-// needs no statement there, but its removal still recomputes the statement,
-// which an earlier request may have needed.
-func writesSourceKeyPolicy(run *Run) bool {
-	return run.Replication.Phase != PhaseProvision || run.Facts().SourceKeyNotDelegated
+// needsNoSourceKeyStatement skips the source key step of a request whose
+// source key delegates to its account's IAM: the role's own policy is
+// enough. Its removal still recomputes the statement, which an earlier
+// request may have needed.
+func needsNoSourceKeyStatement(run *Run) bool {
+	return run.Replication.Phase == PhaseProvision && !run.Facts().SourceKeyNotDelegated
 }
 
 // keyGrants groups the roles of the peers using own's key by the bucket

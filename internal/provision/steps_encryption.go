@@ -84,9 +84,6 @@ func checkSourceEncryption(ctx context.Context, run *Run, f *encryptionFinding) 
 
 // sourceEncryptionLock is X's default encryption, a document of its own.
 func sourceEncryptionLock(run *Run) []string {
-	if !run.Replication.SetSourceDefaultEncryption {
-		return nil // the steps skip
-	}
 	return []string{bucketARN(run.Replication.Source) + "#default-encryption"}
 }
 
@@ -153,23 +150,11 @@ func usesSourceKey(c *policy.BucketEncryption, key string) bool {
 	return uses && known
 }
 
-// setSourceDefaultEncryption makes X's default encryption SSE-KMS with KA
-// and S3 Bucket Keys when the request asks for it.
-func setSourceDefaultEncryption(ctx context.Context, run *Run) (Result, error) {
-	if !run.Replication.SetSourceDefaultEncryption {
-		return Result{Skipped: true}, nil
-	}
-	return syncSourceEncryption(ctx, run)
-}
-
-// restoreSourceDefaultEncryption gives X back the default encryption it had
-// before bucketbridge set it, once no request from X asks for it any more.
-func restoreSourceDefaultEncryption(ctx context.Context, run *Run) (Result, error) {
-	if !run.Replication.SetSourceDefaultEncryption {
-		return Result{Skipped: true}, nil
-	}
-	return syncSourceEncryption(ctx, run)
-}
+// leavesSourceEncryption skips the default encryption steps of a request
+// that did not ask for set_source_default_encryption: only those set X's
+// setting (to SSE-KMS with KA and S3 Bucket Keys) and give it back the one
+// it had before, once no request from X asks for it any more.
+func leavesSourceEncryption(run *Run) bool { return !run.Replication.SetSourceDefaultEncryption }
 
 // syncSourceEncryption decides X's default encryption from the requests
 // that hold documents on X and ask for set_source_default_encryption with
