@@ -26,6 +26,19 @@ func (o *occupancy) enter() (leave func()) {
 	return func() { o.inside.Add(-1) }
 }
 
+// report fails t with the errors the holders sent, and when the document
+// ever had more than one holder at once.
+func (o *occupancy) report(t *testing.T, errs chan error) {
+	t.Helper()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if most := o.most.Load(); most != 1 {
+		t.Errorf("the shared document had %d holders at once, want 1", most)
+	}
+}
+
 // openReplicas opens two stores on the database at url, as two server
 // replicas would, each with a pool of maxConns.
 func openReplicas(ctx context.Context, t *testing.T, url string, maxConns int) [2]*store.Store {
@@ -88,13 +101,7 @@ func TestManyLockersShareASmallPool(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if most := shared.most.Load(); most != 1 {
-		t.Errorf("the shared document had %d holders at once, want 1", most)
-	}
+	shared.report(t, errs)
 }
 
 // TestLocksExcludeAcrossReplicas: two replicas (two stores on one database)
@@ -135,13 +142,7 @@ func TestLocksExcludeAcrossReplicas(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if most := shared.most.Load(); most != 1 {
-		t.Errorf("the shared document had %d holders at once, want 1", most)
-	}
+	shared.report(t, errs)
 	if done.Load() != n {
 		t.Errorf("%d of %d workers had their turn", done.Load(), n)
 	}

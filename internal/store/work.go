@@ -313,17 +313,10 @@ func (s *Store) Lock(ctx context.Context, keys ...string) (func(), error) {
 		return nil, fmt.Errorf("lock %v: %w", keys, err)
 	}
 	gen, ok, err := s.session.tryLock(ctx, ids)
-	if err != nil {
-		local()
-		return nil, fmt.Errorf("lock %v: %w", keys, err)
+	unlock := func() { s.session.unlock(gen, ids) }
+	if err == nil && !ok {
+		unlock, err = s.waitLock(ctx, ids)
 	}
-	if ok {
-		return func() {
-			s.session.unlock(gen, ids)
-			local()
-		}, nil
-	}
-	unlock, err := s.waitLock(ctx, ids)
 	if err != nil {
 		local()
 		return nil, fmt.Errorf("lock %v: %w", keys, err)
