@@ -35,6 +35,8 @@ type Store struct {
 	session  *sharedSession
 	events   *notifier
 	listener *listener
+	// records sends the step records written at the same moment together.
+	records *batcher
 
 	// idempotencyTTL is how long an Idempotency-Key is remembered; now is
 	// the clock it is measured with.
@@ -87,7 +89,8 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	s := &Store{pool: pool, db: db, mig: mig,
 		wake: newNotifier(pool, workChannel, origin), deliveries: newNotifier(pool, DeliveriesChannel, origin),
 		events: newNotifier(pool, eventsChannel, origin), idempotencyTTL: DefaultIdempotencyTTL, now: time.Now,
-		locks: newKeyLocks(lockConns(int(cfg.MaxConns))), session: newSharedSession(pool)}
+		locks: newKeyLocks(lockConns(int(cfg.MaxConns))), session: newSharedSession(pool),
+		records: newBatcher(pool)}
 	s.listener = newListener(pool, s.wake, s.deliveries, s.events)
 	return s, nil
 }

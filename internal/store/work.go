@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
@@ -178,7 +179,12 @@ ON CONFLICT (replication_id, phase, name) DO UPDATE SET
 
 // StartSteps records that steps (one group's) began an attempt each.
 func (s *Store) StartSteps(ctx context.Context, c *provision.Claim, names ...string) error {
-	tag, err := s.pool.Exec(ctx, startSteps, c.Replication.ID, c.Owner, c.Phase, names)
+	var tag pgconn.CommandTag
+	err := s.records.do(ctx, c.Replication.ID, startSteps, []any{c.Replication.ID, c.Owner, c.Phase, names},
+		func(br pgx.BatchResults) (err error) {
+			tag, err = br.Exec()
+			return err
+		})
 	if err != nil {
 		return fmt.Errorf("start steps %v of %s: %w", names, c.Replication.ID, err)
 	}
@@ -234,8 +240,11 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 		msg += " (changed)"
 	}
 	var cancel bool
-	err = s.pool.QueryRow(ctx, finishStep, c.Replication.ID, c.Owner, f, rec.Phase, rec.Name, rec.Status, rec.Changed,
-		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg, w).Scan(&cancel)
+	args := []any{c.Replication.ID, c.Owner, f, rec.Phase, rec.Name, rec.Status, rec.Changed,
+		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg, w}
+	err = s.records.do(ctx, c.Replication.ID, finishStep, args, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(&cancel)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, provision.ErrLeaseLost
 	}
