@@ -22,7 +22,8 @@ const maxBatch = 64
 // queue and go together in the next batch to leave.
 const maxFlushes = 4
 
-// batcher sends the step records that workers write at the same moment in
+// batcher sends the records that workers write at the same moment (the
+// starts and ends of steps, the grants written into shared documents) in
 // one round trip and one commit. Under load most of what Postgres spends
 // on a record is the transaction around it (the commit, its WAL flush, the
 // round trip), not the record itself. A statement is sent at once unless
@@ -42,8 +43,8 @@ type batcher struct {
 
 // batched is one queued statement: read takes its result from the batch,
 // and its error is the caller's (a lease found lost is an answer, not a
-// refusal). key orders the statements of a batch, so that batches lock
-// the rows they write in one order and cannot deadlock.
+// refusal). key (the request, or the first document, it writes) orders
+// the statements of a batch, so that batches lock rows in one order.
 type batched struct {
 	ctx  context.Context
 	key  string

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -69,6 +71,10 @@ func (s *Store) Granted(ctx context.Context, document string) (provision.Grant, 
 	return g, nil
 }
 
+const recordGranted = `INSERT INTO document_grants (document, roles, written_by)
+SELECT d.key, ARRAY(SELECT jsonb_array_elements_text(d.value)), $2 FROM jsonb_each($1::jsonb) d
+ON CONFLICT (document) DO UPDATE SET roles = excluded.roles, written_by = excluded.written_by, written_at = now()`
+
 // RecordGranted records, for each document, the roles request by just
 // wrote into bucketbridge's statements of it, all in one statement.
 func (s *Store) RecordGranted(ctx context.Context, by string, documents map[string][]string) error {
@@ -83,9 +89,11 @@ func (s *Store) RecordGranted(ctx context.Context, by string, documents map[stri
 	if err != nil {
 		return fmt.Errorf("record grants: %w", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO document_grants (document, roles, written_by)
-SELECT d.key, ARRAY(SELECT jsonb_array_elements_text(d.value)), $2 FROM jsonb_each($1::jsonb) d
-ON CONFLICT (document) DO UPDATE SET roles = excluded.roles, written_by = excluded.written_by, written_at = now()`, encoded, by)
+	first := slices.Min(slices.Collect(maps.Keys(documents)))
+	err = s.records.do(ctx, first, recordGranted, []any{encoded, by}, func(br pgx.BatchResults) error {
+		_, err := br.Exec()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record the grants of %d documents: %w", len(documents), err)
 	}

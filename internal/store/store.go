@@ -35,7 +35,7 @@ type Store struct {
 	session  *sharedSession
 	events   *notifier
 	listener *listener
-	// records sends the step records written at the same moment together.
+	// records sends the records workers write at the same moment together.
 	records *batcher
 
 	// idempotencyTTL is how long an Idempotency-Key is remembered; now is
