@@ -25,6 +25,13 @@ const eventsChannel = "bucketbridge_events"
 // one per request, and a burst of events on one request one per request.
 const notifyEvery = 5 * time.Millisecond
 
+// eventsEvery is notifyEvery for the events channel. Event streams are read
+// by people and ticket automation, to whom 25 ms is nothing, while under
+// load the events channel had a NOTIFY round every 5 ms, each a transaction
+// whose commit Postgres serializes with every other NOTIFY. Streams on the
+// process that wrote the events are woken at once, whatever the interval.
+const eventsEvery = 25 * time.Millisecond
+
 // relistenAfter is how long the listener waits before connecting again
 // after its connection failed, and a notifier before sending again what it
 // could not send.
@@ -50,6 +57,8 @@ const maxUnsent = 10_000
 type notifier struct {
 	pool    *pgxpool.Pool
 	channel string
+	// every is the least time between two NOTIFY rounds.
+	every time.Duration
 	// origin starts every payload this process sends, so that its own
 	// listener skips them: its subscribers were woken when they were sent.
 	origin string
@@ -66,9 +75,9 @@ type notifier struct {
 	pending map[string]struct{}
 }
 
-func newNotifier(pool *pgxpool.Pool, channel, origin string) *notifier {
+func newNotifier(pool *pgxpool.Pool, channel, origin string, every time.Duration) *notifier {
 	ctx, stop := context.WithCancel(context.Background())
-	n := &notifier{pool: pool, channel: channel, origin: origin, kick: make(chan struct{}, 1), stop: stop,
+	n := &notifier{pool: pool, channel: channel, every: every, origin: origin, kick: make(chan struct{}, 1), stop: stop,
 		done: make(chan struct{}), subs: map[string][]chan struct{}{}, pending: map[string]struct{}{}}
 	go n.run(ctx)
 	return n
@@ -165,7 +174,7 @@ func (n *notifier) run(ctx context.Context) {
 		}
 		for {
 			sent := n.send(ctx)
-			wait := notifyEvery
+			wait := n.every
 			if !sent {
 				wait = relistenAfter
 			}

@@ -87,8 +87,8 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	}
 	origin := newOrigin()
 	s := &Store{pool: pool, db: db, mig: mig,
-		wake: newNotifier(pool, workChannel, origin), deliveries: newNotifier(pool, DeliveriesChannel, origin),
-		events: newNotifier(pool, eventsChannel, origin), idempotencyTTL: DefaultIdempotencyTTL, now: time.Now,
+		wake: newNotifier(pool, workChannel, origin, notifyEvery), deliveries: newNotifier(pool, DeliveriesChannel, origin, notifyEvery),
+		events: newNotifier(pool, eventsChannel, origin, eventsEvery), idempotencyTTL: DefaultIdempotencyTTL, now: time.Now,
 		locks: newKeyLocks(lockConns(int(cfg.MaxConns))), session: newSharedSession(pool),
 		records: newBatcher(pool)}
 	s.listener = newListener(pool, s.wake, s.deliveries, s.events)
