@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -636,45 +637,83 @@ func (b *bench) oneRequest(d time.Duration) func(context.Context) error {
 	}
 }
 
-// throughput runs n requests with workers and returns requests per second
-// from the first creation to the last finish, and the transactions the
-// database committed per request (its creation, its work and the bench's
-// own polling), which says what each request costs Postgres whatever the
-// machine's speed that day.
-func (b *bench) throughput(ctx context.Context, workers, n int, pair func(i int) (string, string)) (rps float64, ok int, commits float64, err error) {
+// load is what a throughput run measured.
+type load struct {
+	rps float64 // requests per second, first creation to last finish
+	ok  int     // requests that succeeded
+	// commits is the transactions the database committed per request (its
+	// creation, its work and the bench's own polling), which says what
+	// each request costs Postgres whatever the machine's speed that day.
+	commits float64
+	// cpu is the CPU time per request of the server and of Postgres; zero
+	// when Postgres is not a process of this machine.
+	cpu cpuUse
+}
+
+func (l load) String() string {
+	return fmt.Sprintf("%.1f requests/s (%d succeeded; %.1f commits a request)", l.rps, l.ok, l.commits)
+}
+
+// cpuNote says, after prefix, what the CPU time per request allows the
+// machine, when it was measured. The load generator's share of the cores
+// is left out, so the bound is generous.
+func (l load) cpuNote(prefix string) []string {
+	per := l.cpu.server + l.cpu.postgres
+	if per <= 0 {
+		return nil
+	}
+	cores := runtime.NumCPU()
+	return []string{fmt.Sprintf("%sCPU per request %s in the server and %s in Postgres; at that cost %d cores serve at most %.0f requests/s",
+		prefix, ms(l.cpu.server), ms(l.cpu.postgres), cores, float64(cores)/per.Seconds())}
+}
+
+// throughput runs n requests with workers.
+func (b *bench) throughput(ctx context.Context, workers, n int, pair func(i int) (string, string)) (load, error) {
 	db, drop, err := b.database(ctx)
 	if err != nil {
-		return 0, 0, 0, err
+		return load{}, err
 	}
 	defer drop()
 	s, err := b.start(ctx, db, map[string]string{"BB_WORKERS": strconv.Itoa(workers), "BB_FAKE_LATENCY": awsLatency.String(),
 		"BB_FAKE_BENCH_SOURCES": strconv.Itoa(n)})
 	if err != nil {
-		return 0, 0, 0, err
+		return load{}, err
 	}
 	defer s.stop()
+	meter, _ := newCPUMeter(ctx, s.cmd.Process.Pid, db) // nil when Postgres is elsewhere
 	before, err := committed(ctx, db)
 	if err != nil {
-		return 0, 0, 0, err
+		return load{}, err
+	}
+	var cpu0 cpuUse
+	if meter != nil {
+		cpu0, _ = meter.read()
 	}
 	ids, err := createAll(s, n, pair)
 	if err != nil {
-		return 0, 0, 0, err
+		return load{}, err
 	}
-	ok, err = waitFinished(ctx, db, ids, 10*time.Minute)
-	if err != nil {
-		return 0, ok, 0, err
+	var l load
+	if l.ok, err = waitFinished(ctx, db, ids, 10*time.Minute); err != nil {
+		return l, err
+	}
+	if meter != nil {
+		if cpu1, err := meter.read(); err == nil {
+			l.cpu = cpuUse{server: (cpu1.server - cpu0.server) / time.Duration(n), postgres: (cpu1.postgres - cpu0.postgres) / time.Duration(n)}
+		}
 	}
 	d, err := span(ctx, db, ids)
 	if err != nil {
-		return 0, ok, 0, err
+		return l, err
 	}
+	l.rps = float64(n) / d.Seconds()
 	s.stop() // its connections report their last statistics as they close
 	after, err := committed(ctx, db)
 	if err != nil {
-		return 0, ok, 0, err
+		return l, err
 	}
-	return float64(n) / d.Seconds(), ok, float64(after-before) / float64(n), nil
+	l.commits = float64(after-before) / float64(n)
+	return l, nil
 }
 
 // committed is how many transactions the database at dbURL has committed.
@@ -723,7 +762,7 @@ func (b *bench) sharedDestination(ctx context.Context) error {
 	if b.quick {
 		n = 64
 	}
-	rps, ok, commits, err := b.throughput(ctx, 16, n, func(i int) (string, string) {
+	l, err := b.throughput(ctx, 16, n, func(i int) (string, string) {
 		src, _ := benchPair(i)
 		return src, awsfake.DemoDestinationBucket
 	})
@@ -731,8 +770,8 @@ func (b *bench) sharedDestination(ctx context.Context) error {
 		return err
 	}
 	b.results = append(b.results, row{id: "W2", what: fmt.Sprintf("%d requests from distinct sources into one destination, %s per call, 16 workers", n, awsLatency),
-		measured: fmt.Sprintf("%.1f requests/s (%d succeeded; %.1f commits a request)", rps, ok, commits), baseline: "—", ratio: "—", goal: "≥ 40 requests/s",
-		met: rps >= 40 && ok == n})
+		measured: l.String(), baseline: "—", ratio: "—", goal: "≥ 40 requests/s", met: l.rps >= 40 && l.ok == n,
+		notes: l.cpuNote("")})
 	return nil
 }
 
@@ -750,15 +789,15 @@ func (b *bench) distinctDestinations(ctx context.Context) error {
 	}
 	n = cmp.Or(b.w3, n)
 	for _, w := range []int{8, 32, 64} {
-		rps, ok, commits, err := b.throughput(ctx, w, n, benchPair)
+		l, err := b.throughput(ctx, w, n, benchPair)
 		if err != nil {
 			return err
 		}
 		ideal := float64(w) / b.single.Seconds()
 		b.results = append(b.results, row{id: "W3", what: fmt.Sprintf("%d requests into distinct destinations, %s per call, %d workers", n, awsLatency, w),
-			measured: fmt.Sprintf("%.1f requests/s (%d succeeded; %.1f commits a request)", rps, ok, commits),
-			baseline: fmt.Sprintf("W / one request (%s) = %.1f/s", ms(b.single), ideal),
-			ratio:    fmt.Sprintf("%.2f", rps/ideal), goal: "≥ 0.9×", met: rps >= 0.9*ideal && ok == n})
+			measured: l.String(), baseline: fmt.Sprintf("W / one request (%s) = %.1f/s", ms(b.single), ideal),
+			ratio: fmt.Sprintf("%.2f", l.rps/ideal), goal: "≥ 0.9×", met: l.rps >= 0.9*ideal && l.ok == n,
+			notes: l.cpuNote(fmt.Sprintf("%d workers: ", w))})
 	}
 	return nil
 }
