@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -468,10 +469,49 @@ func encodeIAM(s string) string {
 	return b.String()
 }
 
+// parsedPolicies remembers parsePolicy's answers. Every authorization the
+// fake decides parses the policies involved, mostly the same few documents
+// again and again; parsing them was a fifth of a busy dev-mode server's
+// CPU, time that on AWS is AWS's. Callers only read what they get.
+var parsedPolicies = struct {
+	sync.Mutex
+	m map[parseKey]parsed
+}{m: map[parseKey]parsed{}}
+
+// maxParsedPolicies bounds parsedPolicies; when full it starts over.
+const maxParsedPolicies = 4096
+
+type parseKey struct {
+	doc              string
+	resourceOptional bool
+}
+
+type parsed struct {
+	d   policy.Document
+	err error
+}
+
 // parsePolicy parses a policy document and applies the grammar checks AWS
 // applies to every policy: a known Version, an Effect of Allow or Deny,
 // actions on every statement. resourceOptional is for trust policies.
 func parsePolicy(doc string, resourceOptional bool) (policy.Document, error) {
+	k := parseKey{doc, resourceOptional}
+	parsedPolicies.Lock()
+	p, ok := parsedPolicies.m[k]
+	parsedPolicies.Unlock()
+	if !ok {
+		p.d, p.err = checkPolicy(doc, resourceOptional)
+		parsedPolicies.Lock()
+		if len(parsedPolicies.m) >= maxParsedPolicies {
+			clear(parsedPolicies.m)
+		}
+		parsedPolicies.m[k] = p
+		parsedPolicies.Unlock()
+	}
+	return p.d, p.err
+}
+
+func checkPolicy(doc string, resourceOptional bool) (policy.Document, error) {
 	d, err := policy.Parse([]byte(doc))
 	if err != nil {
 		return d, errSyntax
