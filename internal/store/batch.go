@@ -20,7 +20,7 @@ const maxBatch = 64
 // maxFlushes bounds the batches in flight at once. Below it a record is
 // sent the moment it is written, as it would be alone; at it, records
 // queue and go together in the next batch to leave.
-const maxFlushes = 4
+const maxFlushes = 2
 
 // batcher sends the records that workers write at the same moment (the
 // starts and ends of steps, the grants written into shared documents) in
