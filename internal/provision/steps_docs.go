@@ -130,15 +130,16 @@ func foreignPrincipal(err error, account, resource string) error {
 // deletes the policy when nothing else is left in it.
 func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) {
 	dst := run.Replication.Destination
+	document := bucketARN(dst)
+	// A write that already covers this request makes the holders moot.
+	if w, err := coveredBy(ctx, run, document); err != nil || w != nil {
+		return Result{After: w}, err
+	}
 	peers, err := run.peers(ctx, PeerFilter{DestinationBucket: dst.Bucket})
 	if err != nil {
 		return Result{}, err
 	}
 	roles := rolesOf(peers, func(p Peer) bool { return p.Destination.AccountID == dst.AccountID })
-	document := bucketARN(dst)
-	if w, err := coveredBy(ctx, run, document); err != nil || w != nil {
-		return Result{After: w}, err
-	}
 	granted := map[string][]string{document: roles}
 	acct, owner := run.Destination, aws.String(dst.AccountID)
 	c := call{Account: dst.AccountID, Action: "s3:PutBucketPolicy", Resource: dst.Bucket}
@@ -207,12 +208,8 @@ func syncDestinationBucketPolicy(ctx context.Context, run *Run) (Result, error) 
 // into: one write then serves all requests waiting for KB's lock.
 func syncDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	dst := run.Replication.Destination
-	peers, err := run.peers(ctx, PeerFilter{DestinationKey: dst.KMSKeyARN})
-	if err != nil {
-		return Result{}, err
-	}
-	grants := keyGrants(peers, dst, func(p Peer) (Side, bool) { return p.Destination, true })
-	return syncKeyPolicy(ctx, run, run.Destination, dst, grants, policy.SyncDestinationKeyPolicy)
+	return syncKeyPolicy(ctx, run, run.Destination, dst, PeerFilter{DestinationKey: dst.KMSKeyARN},
+		func(p Peer) (Side, bool) { return p.Destination, true }, policy.SyncDestinationKeyPolicy)
 }
 
 // syncSourceKeyPolicy computes bucketbridge's statement for X in KA's key
@@ -221,12 +218,8 @@ func syncDestinationKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 // statement is not needed), and with it those of KA's other such buckets.
 func syncSourceKeyPolicy(ctx context.Context, run *Run) (Result, error) {
 	src := run.Replication.Source
-	peers, err := run.peers(ctx, PeerFilter{SourceKey: src.KMSKeyARN})
-	if err != nil {
-		return Result{}, err
-	}
-	grants := keyGrants(peers, src, func(p Peer) (Side, bool) { return p.Source, p.Facts.SourceKeyNotDelegated })
-	return syncKeyPolicy(ctx, run, run.Source, src, grants, policy.SyncSourceKeyPolicy)
+	return syncKeyPolicy(ctx, run, run.Source, src, PeerFilter{SourceKey: src.KMSKeyARN},
+		func(p Peer) (Side, bool) { return p.Source, p.Facts.SourceKeyNotDelegated }, policy.SyncSourceKeyPolicy)
 }
 
 // needsNoSourceKeyStatement skips the source key step of a request whose
@@ -272,15 +265,23 @@ func keyGrants(peers []Peer, own Side, sideOf func(Peer) (Side, bool)) []policy.
 // shared writes.
 func keyDocument(key, bucket string) string { return key + " " + bucket }
 
-// syncKeyPolicy reads a side's key policy, recomputes bucketbridge's
-// statement of each of grants (the side's own bucket first) with sync and
-// writes the policy when that changes it. It never sets
-// BypassPolicyLockoutSafetyCheck.
-func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, grants []policy.Grant, sync func(policy.Document, policy.Grant) (policy.Sync, error)) (Result, error) {
+// syncKeyPolicy reads a side's key policy, recomputes with sync
+// bucketbridge's statement for each bucket the key's holders (the peers
+// that holders selects, on the side sideOf picks) use it for, the side's
+// own bucket first, and writes the policy when that changes it. It never
+// sets BypassPolicyLockoutSafetyCheck.
+func syncKeyPolicy(ctx context.Context, run *Run, acct *Account, side Side, holders PeerFilter, sideOf func(Peer) (Side, bool),
+	sync func(policy.Document, policy.Grant) (policy.Sync, error)) (Result, error) {
 	key := side.KMSKeyARN
+	// A write that already covers this request makes the holders moot.
 	if w, err := coveredBy(ctx, run, keyDocument(key, side.Bucket)); err != nil || w != nil {
 		return Result{After: w}, err
 	}
+	peers, err := run.peers(ctx, holders)
+	if err != nil {
+		return Result{}, err
+	}
+	grants := keyGrants(peers, side, sideOf)
 	c := call{Account: side.AccountID, Action: "kms:PutKeyPolicy", Resource: key}
 	current, err := readKeyPolicy(ctx, acct, side)
 	if err != nil {
