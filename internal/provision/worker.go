@@ -119,7 +119,13 @@ func (p *Pool) Run(ctx context.Context) {
 // work is one worker's claim loop.
 func (p *Pool) work(ctx context.Context, owner string, wake <-chan struct{}) {
 	for ctx.Err() == nil {
-		c, ok, err := p.cfg.Store.Claim(ctx, owner, p.cfg.Lease)
+		// A shutdown does not cut a claim short: cancelled half-way, its
+		// commit could land unseen and leave the request leased to no one
+		// for a whole lease. A claim that lands during shutdown is
+		// released at once by process.
+		bctx, cancel := bookkeeping(ctx)
+		c, ok, err := p.cfg.Store.Claim(bctx, owner, p.cfg.Lease)
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			p.log.ErrorContext(ctx, "claim failed", "error", err, "worker", owner)
 		}

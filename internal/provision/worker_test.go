@@ -563,6 +563,55 @@ func TestShutdownLetsTheRunningStepFinishAndReleasesTheLease(t *testing.T) {
 	}
 }
 
+// claimDuringShutdown is a store whose first claim commits just as the
+// pool begins to shut down (a SIGTERM during the claim's commit): it holds
+// the claim until the test says shutdown has begun, then answers as the
+// database driver would, with the context's error if that ended meanwhile.
+type claimDuringShutdown struct {
+	*store.Store
+	once             sync.Once
+	claimed, resumed chan struct{}
+}
+
+func (s *claimDuringShutdown) Claim(ctx context.Context, owner string, lease time.Duration) (provision.Claim, bool, error) {
+	c, ok, err := s.Store.Claim(ctx, owner, lease)
+	if ok {
+		s.once.Do(func() {
+			close(s.claimed)
+			<-s.resumed
+		})
+	}
+	if err == nil && ctx.Err() != nil {
+		return provision.Claim{}, false, ctx.Err() // committed, but unseen
+	}
+	return c, ok, err
+}
+
+// TestARequestClaimedDuringShutdownIsReleased: a claim that lands while
+// the pool shuts down is released like any running request, so another
+// replica resumes the request at once rather than when the lease expires.
+func TestARequestClaimedDuringShutdownIsReleased(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	var runs counter
+	steps := table(provision.StepDef{Name: "only", Group: 1, Run: ok("only", &runs)})
+	r := create(t, st, 1)
+	ws := &claimDuringShutdown{Store: st, claimed: make(chan struct{}), resumed: make(chan struct{})}
+	stop := startPool(t, provision.PoolConfig{Store: ws, Steps: steps, Workers: 1, Lease: time.Hour})
+	<-ws.claimed
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	time.Sleep(20 * time.Millisecond) // the pool's context ends at once
+	close(ws.resumed)
+	<-stopped
+
+	startPool(t, provision.PoolConfig{Store: st, Steps: steps, Workers: 1, Lease: time.Hour})
+	waitState(t, st, r.ID, provision.StateSucceeded)
+	if runs.get("only") != 1 {
+		t.Errorf("the step ran %d times, want 1", runs.get("only"))
+	}
+}
+
 func TestDeprovisionRunsTheInverseTable(t *testing.T) {
 	t.Parallel()
 	st := storetest.New(t)
