@@ -492,8 +492,8 @@ type parsed struct {
 }
 
 // parsePolicy parses a policy document and applies the grammar checks AWS
-// applies to every policy: a known Version, an Effect of Allow or Deny,
-// actions on every statement. resourceOptional is for trust policies.
+// applies to every policy (checkPolicy), remembering the answer.
+// resourceOptional is for trust policies.
 func parsePolicy(doc string, resourceOptional bool) (policy.Document, error) {
 	k := parseKey{doc, resourceOptional}
 	parsedPolicies.Lock()
@@ -511,6 +511,9 @@ func parsePolicy(doc string, resourceOptional bool) (policy.Document, error) {
 	return p.d, p.err
 }
 
+// checkPolicy parses doc and checks what AWS checks of every policy: a
+// known Version, an Effect of Allow or Deny, actions on every statement,
+// and resources unless resourceOptional.
 func checkPolicy(doc string, resourceOptional bool) (policy.Document, error) {
 	d, err := policy.Parse([]byte(doc))
 	if err != nil {
