@@ -28,8 +28,9 @@ type cpuMeter struct {
 // cpuUse is CPU time used by the server and by Postgres (every backend).
 type cpuUse struct{ server, postgres time.Duration }
 
-// newCPUMeter finds the postmaster behind dbURL through the process of the
-// connection's backend; it fails when Postgres is not a local process.
+// newCPUMeter finds the postmaster behind dbURL through the process of a
+// connection's backend, read while the connection is open (the backend
+// exits with it); it fails when Postgres is not a local process.
 func newCPUMeter(ctx context.Context, server int, dbURL string) (*cpuMeter, error) {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {

@@ -334,16 +334,21 @@ FROM replications WHERE id = ANY($1::uuid[])`, ids).Scan(&open, &ok)
 	}
 }
 
-// span is the time from the first creation to the last finish.
-func span(ctx context.Context, dbURL string, ids []string) (time.Duration, error) {
+// scalar runs a query of one value on a connection of its own to dbURL.
+func scalar[T any](ctx context.Context, dbURL, sql string, args ...any) (T, error) {
+	var v T
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return 0, err
+		return v, err
 	}
 	defer conn.Close(ctx)
-	var d time.Duration
-	err = conn.QueryRow(ctx, `SELECT max(finished_at) - min(created_at) FROM replications WHERE id = ANY($1::uuid[])`, ids).Scan(&d)
-	return d, err
+	err = conn.QueryRow(ctx, sql, args...).Scan(&v)
+	return v, err
+}
+
+// span is the time from the first creation to the last finish.
+func span(ctx context.Context, dbURL string, ids []string) (time.Duration, error) {
+	return scalar[time.Duration](ctx, dbURL, `SELECT max(finished_at) - min(created_at) FROM replications WHERE id = ANY($1::uuid[])`, ids)
 }
 
 // durations returns finished_at - created_at of each request.
@@ -718,14 +723,7 @@ func (b *bench) throughput(ctx context.Context, workers, n int, pair func(i int)
 
 // committed is how many transactions the database at dbURL has committed.
 func committed(ctx context.Context, dbURL string) (int64, error) {
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(ctx)
-	var n int64
-	err = conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n)
-	return n, err
+	return scalar[int64](ctx, dbURL, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`)
 }
 
 // createAll creates n requests at once (16 at a time) and returns their ids.
@@ -859,17 +857,10 @@ func (b *bench) replicas(ctx context.Context) error {
 // doubleRuns counts step attempts beyond the first that no failure asked
 // for, and requests resumed after a lost lease: a step run twice.
 func doubleRuns(ctx context.Context, db string) (int, error) {
-	conn, err := pgx.Connect(ctx, db)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(ctx)
-	var n int
-	err = conn.QueryRow(ctx, `SELECT
+	return scalar[int](ctx, db, `SELECT
   (SELECT coalesce(sum(s.attempts - 1), 0) FROM replication_steps s
    WHERE NOT EXISTS (SELECT 1 FROM replication_events e WHERE e.replication_id = s.replication_id AND e.type = 'retry'))
-+ (SELECT count(*) FROM replication_events WHERE type = 'lease')`).Scan(&n)
-	return n, err
++ (SELECT count(*) FROM replication_events WHERE type = 'lease')`)
 }
 
 // resumeAfterKill is R1: a process holding 8 running requests is killed
