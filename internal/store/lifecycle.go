@@ -27,42 +27,58 @@ func (s *Store) OnTransition(h Hook) { s.hooks = append(s.hooks, h) }
 // (metrics). Call it before the store is used.
 func (s *Store) AfterTransition(fn func(provision.Change)) { s.after = append(s.after, fn) }
 
-// enter holds, for each action, the UPDATE that moves a request into the
-// state the lifecycle gives it ($2) and sets what that state needs; $3 on
-// are the action's own arguments. apply checks the transition first and
-// the database trigger checks it again.
+// enter holds, for each action, what the UPDATE that moves a request into
+// the state the lifecycle gives it ($2) sets besides the state; $3 on are
+// the action's own arguments. apply checks the transition first and the
+// database trigger checks it again.
 var enter = map[provision.Action]string{
 	// $3 is the approver. The request is runnable from now on; time spent
 	// waiting for consent does not count against its deadline, which the
 	// claim starts.
-	provision.ActionApprove: `UPDATE replications SET state = $2, approved_by = $3, approved_at = now(),
-    next_run_at = now(), updated_at = now()
-WHERE id = $1`,
+	provision.ActionApprove: `approved_by = $3, approved_at = now(), next_run_at = now()`,
 	// $3 is the approver who refused, $4 why.
-	provision.ActionReject: `UPDATE replications SET state = $2, finished_at = now(), rejected_by = $3,
-    rejected_at = now(), rejection_reason = $4, updated_at = now()
-WHERE id = $1`,
+	provision.ActionReject: `finished_at = now(), rejected_by = $3, rejected_at = now(), rejection_reason = $4`,
 	// The claim query has set the lease and started the phase's clock.
-	provision.ActionClaim: `UPDATE replications SET state = $2, updated_at = now() WHERE id = $1`,
-	provision.ActionComplete: `UPDATE replications SET state = $2, finished_at = now(), current_step = '',
-    last_error = NULL, lease_owner = NULL, lease_until = NULL, cancel_requested = false, updated_at = now()
-WHERE id = $1`,
+	provision.ActionClaim: ``,
+	provision.ActionComplete: `finished_at = now(), current_step = '', last_error = NULL, lease_owner = NULL,
+    lease_until = NULL, cancel_requested = false`,
 	// $3 is the problem, $4 the step that failed.
-	provision.ActionFail: `UPDATE replications SET state = $2, finished_at = now(), last_error = $3,
-    current_step = $4, attempt = attempt + 1, lease_owner = NULL, lease_until = NULL,
-    cancel_requested = false, updated_at = now()
-WHERE id = $1`,
-	provision.ActionCancel: `UPDATE replications SET state = $2, finished_at = now(),
-    lease_owner = NULL, lease_until = NULL, cancel_requested = false, updated_at = now()
-WHERE id = $1`,
+	provision.ActionFail: `finished_at = now(), last_error = $3, current_step = $4, attempt = attempt + 1,
+    lease_owner = NULL, lease_until = NULL, cancel_requested = false`,
+	provision.ActionCancel: `finished_at = now(), lease_owner = NULL, lease_until = NULL, cancel_requested = false`,
 	// A retried request resumes its phase from the first unfinished step,
 	// with a fresh deadline.
-	provision.ActionRetry: `UPDATE replications SET state = $2, finished_at = NULL, next_run_at = now(),
-    phase_started_at = now(), attempt = 0, updated_at = now()
-WHERE id = $1`,
-	provision.ActionDeprovision: `UPDATE replications SET state = $2, finished_at = NULL, next_run_at = now(),
-    phase_started_at = now(), attempt = 0, last_error = NULL, current_step = '', updated_at = now()
-WHERE id = $1`,
+	provision.ActionRetry: `finished_at = NULL, next_run_at = now(), phase_started_at = now(), attempt = 0`,
+	provision.ActionDeprovision: `finished_at = NULL, next_run_at = now(), phase_started_at = now(), attempt = 0,
+    last_error = NULL, current_step = ''`,
+}
+
+// enterStatement is the statement that applies action: it moves the
+// request into state $2, takes the next number of its timeline and appends
+// the state event. nargs counts the action's own arguments; the event's
+// actor, message and detail follow them.
+func enterStatement(action provision.Action, nargs int) string {
+	set := "state = $2, event_seq = event_seq + 1, updated_at = now()"
+	if more := enter[action]; more != "" {
+		set += ",\n    " + more
+	}
+	return withStateEvent("UPDATE replications SET "+set+"\nWHERE id = $1", 3+nargs)
+}
+
+// withStateEvent wraps stmt, an INSERT or UPDATE of one request that also
+// takes the next number of its timeline (event_seq), so that the same
+// statement, one round trip and one row version, appends the request's
+// state event and returns the request. The event's actor, message and
+// detail are $n, $n+1 and $n+2.
+func withStateEvent(stmt string, n int) string {
+	return fmt.Sprintf(`WITH r AS (
+%s
+RETURNING %s, event_seq
+), e AS (
+    INSERT INTO replication_events (replication_id, seq, type, state, actor, message, detail)
+    SELECT id, event_seq, 'state', state, $%d, $%d, $%d FROM r
+)
+SELECT %s FROM r`, stmt, replicationColumns, n, n+1, n+2, replicationColumns)
 }
 
 // change is one transition to apply.
@@ -83,7 +99,8 @@ const lockForTransition = `SELECT state, lease_owner FROM replications WHERE id 
 
 // apply is the one way a request changes state. In tx it locks the row,
 // checks the transition against provision.Transitions, writes the new
-// state, appends the state event with its actor and runs the hooks. A
+// state and its event (with its actor) in one statement and runs the
+// hooks. A
 // transition the lifecycle lacks answers *provision.StateError.
 func (s *Store) apply(ctx context.Context, tx pgx.Tx, ch change) (provision.Change, error) {
 	uid, err := uuid.Parse(ch.id)
@@ -108,7 +125,8 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, ch change) (provision.Chan
 	if !ok {
 		return provision.Change{}, &provision.StateError{ID: ch.id, State: from, Action: string(ch.action)}
 	}
-	rows, err := tx.Query(ctx, enter[ch.action]+" RETURNING "+replicationColumns, append([]any{uid, to}, ch.args...)...)
+	args := append(append([]any{uid, to}, ch.args...), ch.actor, ch.message, nullJSON(ch.detail))
+	rows, err := tx.Query(ctx, enterStatement(ch.action, len(ch.args)), args...)
 	if err != nil {
 		return provision.Change{}, fmt.Errorf("%s replication %s: %w", ch.action, ch.id, err)
 	}
@@ -117,13 +135,13 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, ch change) (provision.Chan
 		return provision.Change{}, fmt.Errorf("%s replication %s: %w", ch.action, ch.id, err)
 	}
 	c := provision.Change{Transition: provision.Transition{From: from, Action: ch.action, To: to}, Actor: ch.actor, Replication: rs[0]}
-	return c, s.record(ctx, tx, c, ch.message, ch.detail)
+	return c, s.recorded(ctx, tx, c)
 }
 
-// record appends a transition's state event and runs the hooks.
-func (s *Store) record(ctx context.Context, tx pgx.Tx, c provision.Change, message string, detail []byte) error {
-	ev := event{typ: provision.EventState, state: c.To, actor: c.Actor, message: message, detail: detail}
-	if err := appendEvent(ctx, tx, c.Replication.ID, ev); err != nil {
+// recorded follows a transition whose statement appended its state event:
+// the request's timeline grew, and the hooks run.
+func (s *Store) recorded(ctx context.Context, tx pgx.Tx, c provision.Change) error {
+	if err := grew(tx, c.Replication.ID); err != nil {
 		return err
 	}
 	for _, h := range s.hooks {
@@ -197,10 +215,10 @@ func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return nil
 }
 
-// event is one timeline entry to append.
+// event is one timeline entry to append besides a state event, which the
+// transition's own statement appends.
 type event struct {
 	typ     provision.EventType
-	state   provision.State
 	step    string
 	actor   string
 	message string
@@ -212,24 +230,29 @@ type event struct {
 const insertEvent = `WITH n AS (
     UPDATE replications SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq
 )
-INSERT INTO replication_events (replication_id, seq, type, state, step, actor, message, detail)
-SELECT $1, n.event_seq, $2, $3, $4, $5, $6, $7 FROM n`
+INSERT INTO replication_events (replication_id, seq, type, step, actor, message, detail)
+SELECT $1, n.event_seq, $2, $3, $4, $5, $6 FROM n`
 
 // appendEvent adds one entry to a request's timeline, in a transaction of
 // inTx, which announces it on eventsChannel once it has committed.
 func appendEvent(ctx context.Context, tx pgx.Tx, id string, e event) error {
+	if err := grew(tx, id); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, insertEvent, id, e.typ, e.step, e.actor, e.message, nullJSON(e.detail)); err != nil {
+		return fmt.Errorf("append event to %s: %w", id, err)
+	}
+	return nil
+}
+
+// grew notes, in a transaction of inTx, that request id's timeline grew, so
+// that the streams following it are woken once the transaction commits.
+func grew(tx pgx.Tx, id string) error {
 	t, ok := tx.(*txn)
 	if !ok {
 		// Every transaction of the store is begun by inTx; an event written
 		// elsewhere would never wake the streams following the request.
 		return fmt.Errorf("append event to %s: not in a transaction of the store", id)
-	}
-	var state *provision.State
-	if e.state != "" {
-		state = &e.state
-	}
-	if _, err := tx.Exec(ctx, insertEvent, id, e.typ, state, e.step, e.actor, e.message, nullJSON(e.detail)); err != nil {
-		return fmt.Errorf("append event to %s: %w", id, err)
 	}
 	t.grew[canonicalID(id)] = struct{}{}
 	return nil
