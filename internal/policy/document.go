@@ -12,10 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Version2012 is the current IAM policy language version. Documents without it cannot use
@@ -401,139 +402,184 @@ func (s *Statement) setExtra(k string, raw json.RawMessage) {
 	s.extra[k] = compact(raw)
 }
 
+// compact writes raw, an unknown key's value, as encoding/json would
+// write it back: compact, with <, > and & escaped.
 func compact(raw json.RawMessage) json.RawMessage {
 	var b bytes.Buffer
 	if err := json.Compact(&b, raw); err != nil {
 		return slices.Clone(raw)
 	}
-	return b.Bytes()
+	var h bytes.Buffer
+	json.HTMLEscape(&h, b.Bytes())
+	return h.Bytes()
 }
+
+// The documents write themselves into one buffer: they are written for
+// every write, comparison and size check, and encoding/json would check
+// and compact again what every nested MarshalJSON returns. The bytes are
+// those encoding/json writes for them (compact, <, > and & escaped), so a
+// document's size is the size of what is sent.
 
 // MarshalJSON writes the document as AWS expects: Version, Id, Statement (always an array),
 // then unknown top-level keys in sorted order.
-func (d Document) MarshalJSON() ([]byte, error) {
-	var w objWriter
+func (d Document) MarshalJSON() ([]byte, error) { return d.appendJSON(nil), nil }
+
+func (d Document) appendJSON(b []byte) []byte {
+	o := objectWriter{b: b}
 	if d.Version != "" {
-		w.field("Version", d.Version)
+		o.string("Version", d.Version)
 	}
 	if d.ID != "" {
-		w.field("Id", d.ID)
+		o.string("Id", d.ID)
 	}
-	stmts := d.Statement
-	if stmts == nil {
-		stmts = []Statement{}
+	o.key("Statement")
+	o.b = append(o.b, '[')
+	for i, s := range d.Statement {
+		if i > 0 {
+			o.b = append(o.b, ',')
+		}
+		o.b = s.appendJSON(o.b)
 	}
-	w.field("Statement", stmts)
-	w.extras(d.extra)
-	return w.done()
+	o.b = append(o.b, ']')
+	o.extras(d.extra)
+	return o.end()
 }
 
 // MarshalJSON writes the statement's elements in the order AWS documents them, then unknown
 // keys in sorted order. Empty elements are omitted.
-func (s Statement) MarshalJSON() ([]byte, error) {
-	var w objWriter
+func (s Statement) MarshalJSON() ([]byte, error) { return s.appendJSON(nil), nil }
+
+func (s Statement) appendJSON(b []byte) []byte {
+	o := objectWriter{b: b}
 	if s.Sid != "" {
-		w.field("Sid", s.Sid)
+		o.string("Sid", s.Sid)
 	}
-	w.field("Effect", s.Effect)
+	o.string("Effect", s.Effect)
 	if s.Principal != nil {
-		w.field("Principal", s.Principal)
+		o.key("Principal")
+		o.b = s.Principal.appendJSON(o.b)
 	}
 	if s.NotPrincipal != nil {
-		w.field("NotPrincipal", s.NotPrincipal)
+		o.key("NotPrincipal")
+		o.b = s.NotPrincipal.appendJSON(o.b)
 	}
 	for _, f := range []struct {
 		name string
 		v    Values
 	}{{"Action", s.Action}, {"NotAction", s.NotAction}, {"Resource", s.Resource}, {"NotResource", s.NotResource}} {
 		if len(f.v) > 0 {
-			w.field(f.name, f.v)
+			o.key(f.name)
+			o.b = f.v.appendJSON(o.b)
 		}
 	}
 	if s.Condition != nil {
-		w.field("Condition", s.Condition)
+		o.key("Condition")
+		o.b = s.Condition.appendJSON(o.b)
 	}
-	w.extras(s.extra)
-	return w.done()
+	o.extras(s.extra)
+	return o.end()
 }
 
 // MarshalJSON writes a single value as a string and several as an array.
-func (v Values) MarshalJSON() ([]byte, error) {
+func (v Values) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }
+
+func (v Values) appendJSON(b []byte) []byte {
 	if len(v) == 1 {
-		return json.Marshal(v[0])
+		return appendString(b, v[0])
 	}
-	if v == nil {
-		return []byte("[]"), nil
+	b = append(b, '[')
+	for i, s := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
 	}
-	return json.Marshal([]string(v))
+	return append(b, ']')
 }
 
 // MarshalJSON writes "*" for All, otherwise an object with its types in sorted order.
-func (p Principal) MarshalJSON() ([]byte, error) {
+func (p Principal) MarshalJSON() ([]byte, error) { return p.appendJSON(nil), nil }
+
+func (p Principal) appendJSON(b []byte) []byte {
 	if p.All {
-		return []byte(`"*"`), nil
+		return append(b, `"*"`...)
 	}
-	if p.IDs == nil {
-		return []byte("{}"), nil
-	}
-	return json.Marshal(p.IDs) // encoding/json sorts map keys
+	return appendValuesByKey(b, p.IDs)
 }
 
 // MarshalJSON writes operators and keys in sorted order.
-func (c Condition) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]map[string]Values(c))
-}
+func (c Condition) MarshalJSON() ([]byte, error) { return c.appendJSON(nil), nil }
 
-// objWriter writes a JSON object with keys in insertion order.
-type objWriter struct {
-	buf bytes.Buffer
-	err error
-}
-
-func (w *objWriter) field(k string, v any) {
-	if w.err != nil {
-		return
+func (c Condition) appendJSON(b []byte) []byte {
+	o := objectWriter{b: b}
+	for _, op := range slices.Sorted(maps.Keys(c)) {
+		o.key(op)
+		o.b = appendValuesByKey(o.b, c[op])
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		w.err = err
-		return
-	}
-	w.raw(k, b)
+	return o.end()
 }
 
-func (w *objWriter) raw(k string, b []byte) {
-	if w.buf.Len() == 0 {
-		w.buf.WriteByte('{')
+// appendValuesByKey writes m as an object with its keys in sorted order.
+func appendValuesByKey(b []byte, m map[string]Values) []byte {
+	if m == nil {
+		return append(b, "null"...)
+	}
+	o := objectWriter{b: b}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		o.key(k)
+		o.b = m[k].appendJSON(o.b)
+	}
+	return o.end()
+}
+
+// appendString writes s as a JSON string, as encoding/json does.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// objectWriter writes a JSON object's members in the order they are given.
+type objectWriter struct {
+	b []byte
+	n int // members written
+}
+
+func (o *objectWriter) key(k string) {
+	if o.n == 0 {
+		o.b = append(o.b, '{')
 	} else {
-		w.buf.WriteByte(',')
+		o.b = append(o.b, ',')
 	}
-	kb, _ := json.Marshal(k)
-	w.buf.Write(kb)
-	w.buf.WriteByte(':')
-	w.buf.Write(b)
+	o.n++
+	o.b = appendString(o.b, k)
+	o.b = append(o.b, ':')
 }
 
-func (w *objWriter) extras(m map[string]json.RawMessage) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		w.raw(k, m[k])
+func (o *objectWriter) string(k, v string) {
+	o.key(k)
+	o.b = appendString(o.b, v)
+}
+
+// extras writes unknown keys, kept compact and escaped, in sorted order.
+func (o *objectWriter) extras(m map[string]json.RawMessage) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		o.key(k)
+		o.b = append(o.b, m[k]...)
 	}
 }
 
-func (w *objWriter) done() ([]byte, error) {
-	if w.err != nil {
-		return nil, w.err
+func (o *objectWriter) end() []byte {
+	if o.n == 0 {
+		return append(o.b, "{}"...)
 	}
-	if w.buf.Len() == 0 {
-		return []byte("{}"), nil
-	}
-	w.buf.WriteByte('}')
-	return w.buf.Bytes(), nil
+	return append(o.b, '}')
 }
 
 // Equal reports whether a and b grant the same thing: Values are compared as sets (a string

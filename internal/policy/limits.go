@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -66,13 +65,7 @@ func (e *LimitError) Error() string {
 func (e *LimitError) Is(target error) bool { return target == ErrLimitExceeded }
 
 // Size returns the number of bytes the document takes as bucketbridge writes it (compact JSON).
-func Size(d Document) int {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return 0
-	}
-	return len(b)
-}
+func Size(d Document) int { return len(d.appendJSON(nil)) }
 
 // CheckBucketPolicy returns a [*LimitError] when d is over [MaxBucketPolicyBytes].
 func CheckBucketPolicy(d Document) error {
@@ -94,13 +87,7 @@ func CheckKeyPolicy(d Document) error {
 // characters of the document as bucketbridge writes it (compact JSON, so without white space
 // between elements). White space inside strings, which IAM does not count either, is counted:
 // an upper bound by at most a few characters, so every check errs on the safe side.
-func PolicyChars(d Document) int {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return 0
-	}
-	return utf8.RuneCount(b)
-}
+func PolicyChars(d Document) int { return utf8.RuneCount(d.appendJSON(nil)) }
 
 // InlinePolicyChars counts a role's inline policies together, each as [PolicyChars] does.
 func InlinePolicyChars(policies map[string]Document) int {

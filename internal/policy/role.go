@@ -252,7 +252,11 @@ func (b roleBuilder) fit(entries []roleEntry, common bool, max int) int {
 		size += len(entries[hi].value) + 3
 		hi++
 	}
-	lo := 0 // fits(lo) holds; find the largest
+	if PolicyChars(b.document(entries[:hi], common)) <= max {
+		return hi // the usual case: every entry left fits
+	}
+	lo := 0 // fits(lo) holds and fits(hi+1) does not; find the largest
+	hi--
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
 		if PolicyChars(b.document(entries[:mid], common)) <= max {
