@@ -28,8 +28,7 @@ const (
 	// defaultPollInterval is how often the canary's status is read when
 	// StepConfig.PollInterval is zero.
 	defaultPollInterval = 5 * time.Second
-	// firstPoll is the first wait between canary status reads; it doubles
-	// up to the poll interval.
+	// firstPoll is the shortest wait between canary status reads.
 	firstPoll = 10 * time.Millisecond
 	// CanaryDir is where, under the rule's prefix, canary objects are put.
 	CanaryDir = "bucketbridge-canary/"
@@ -361,10 +360,12 @@ func (v *verifier) once(ctx context.Context, kind canaryKind, n int) (canaryAtte
 	timeout, interval := cfg.VerifyTimeout, cfg.PollInterval
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// Polls start fast and slow down to interval, so the recorded latency
-	// is close to the real one whether replication takes 50 ms or minutes.
-	wait := min(firstPoll, interval)
-	timer := time.NewTimer(wait)
+	// Each wait between reads is a quarter of the time spent polling so far
+	// (at least firstPoll, at most interval): the recorded latency is at
+	// most a quarter above the real one whether replication takes 50 ms or
+	// minutes, and reads thin out as it takes longer.
+	polling := time.Now()
+	timer := time.NewTimer(min(firstPoll, interval))
 	defer timer.Stop()
 	var lastErr error
 	for {
@@ -404,8 +405,7 @@ func (v *verifier) once(ctx context.Context, kind canaryKind, n int) (canaryAtte
 			status := cmp.Or(a.Status, "unknown")
 			return a, Permanent(fmt.Sprintf("the canary object %s (%s, version %s) did not replicate to bucket %s within %s (last status %s): S3 may be slow (raise BB_VERIFY_TIMEOUT), or an object written before every permission was in place may be stuck; check the role's policies, KB's and %s's policies, and S3 replication metrics", object, kind, a.VersionID, dst.Bucket, timeout, status, dst.Bucket), lastErr)
 		case <-timer.C:
-			wait = min(2*wait, interval)
-			timer.Reset(wait)
+			timer.Reset(min(max(firstPoll, time.Since(polling)/4), interval))
 		}
 	}
 }
