@@ -100,8 +100,7 @@ const lockForTransition = `SELECT state, lease_owner FROM replications WHERE id 
 // apply is the one way a request changes state. In tx it locks the row,
 // checks the transition against provision.Transitions, writes the new
 // state and its event (with its actor) in one statement and runs the
-// hooks. A
-// transition the lifecycle lacks answers *provision.StateError.
+// hooks. A transition the lifecycle lacks answers *provision.StateError.
 func (s *Store) apply(ctx context.Context, tx pgx.Tx, ch change) (provision.Change, error) {
 	uid, err := uuid.Parse(ch.id)
 	if err != nil {

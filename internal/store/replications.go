@@ -185,15 +185,15 @@ func (s *Store) ForgetExpiredIdempotencyKeys(ctx context.Context, limit int) (in
 	return tag.RowsAffected(), nil
 }
 
-// insertReplication stores a new request; withStateEvent appends its first
-// event, number 1, in the same statement.
-const insertReplication = `INSERT INTO replications (id, state, source_account_id, source_region, source_bucket, source_kms_key_arn,
+// insertReplication stores a new request and appends its first event,
+// number 1, whose actor, message and detail follow the row's 22 values.
+var insertReplication = withStateEvent(`INSERT INTO replications (id, state, source_account_id, source_region, source_bucket, source_kms_key_arn,
 	destination_account_id, destination_region, destination_bucket, destination_kms_key_arn,
 	rule_prefix, delete_marker_replication, replica_modifications, storage_class, replication_time_control,
 	enable_versioning, verify, ticket, callback_url, requested_by, approved_by, approved_at, set_source_default_encryption,
 	event_seq)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-	$21, CASE WHEN $21 = '' THEN NULL ELSE now() END, $22, 1)`
+	$21, CASE WHEN $21 = '' THEN NULL ELSE now() END, $22, 1)`, 23)
 
 const updateIdempotencyKey = `UPDATE idempotency_keys SET replication_id = $3, response_status = $4, response_body = $5
 WHERE caller = $1 AND key = $2`
@@ -263,7 +263,7 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, in provision.NewReplicati
 		return provision.Change{}, fmt.Errorf("the lifecycle has no state to %s requests in", action)
 	}
 	sp := in.Spec
-	rows, err := tx.Query(ctx, withStateEvent(insertReplication, 23), uuid.Must(uuid.NewV7()), state,
+	rows, err := tx.Query(ctx, insertReplication, uuid.Must(uuid.NewV7()), state,
 		sp.Source.AccountID, sp.Source.Region, sp.Source.Bucket, sp.Source.KMSKeyARN,
 		sp.Destination.AccountID, sp.Destination.Region, sp.Destination.Bucket, sp.Destination.KMSKeyARN,
 		sp.Rule.Prefix, sp.Rule.DeleteMarkerReplication, sp.Rule.ReplicaModifications, sp.Rule.StorageClass,
