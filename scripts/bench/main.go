@@ -801,56 +801,71 @@ func (b *bench) distinctDestinations(ctx context.Context) error {
 }
 
 // replicas is W4: 3 server processes of 8 workers on one database against
-// one process of 24, and no step run twice.
+// one process of 24, and no step run twice. The machine's speed drifts
+// within minutes, so the two are run in turns, a quarter of the requests
+// at a time and in the order A B B A A B B A, which cancels a steady drift;
+// each side's rate is all its requests over all its time.
 func (b *bench) replicas(ctx context.Context) error {
-	n := 2000
+	n, rounds := 2000, 4
 	if b.quick {
-		n = 300
+		n, rounds = 300, 2
 	}
-	measure := func(procs, workers int) (float64, int, int, error) {
+	type side struct {
+		procs, workers, ok, twice int
+		took                      time.Duration
+	}
+	measure := func(sd *side, n int) error {
 		db, drop, err := b.database(ctx)
 		if err != nil {
-			return 0, 0, 0, err
+			return err
 		}
 		defer drop()
 		var servers []*server
-		for range procs {
-			s, err := b.start(ctx, db, map[string]string{"BB_WORKERS": strconv.Itoa(workers), "BB_FAKE_LATENCY": awsLatency.String(),
+		for range sd.procs {
+			s, err := b.start(ctx, db, map[string]string{"BB_WORKERS": strconv.Itoa(sd.workers), "BB_FAKE_LATENCY": awsLatency.String(),
 				"BB_FAKE_BENCH_SOURCES": strconv.Itoa(n)})
 			if err != nil {
-				return 0, 0, 0, err
+				return err
 			}
 			defer s.stop()
 			servers = append(servers, s)
 		}
 		ids, err := createAll(servers[0], n, benchPair)
 		if err != nil {
-			return 0, 0, 0, err
+			return err
 		}
 		ok, err := waitFinished(ctx, db, ids, 20*time.Minute)
+		sd.ok += ok
 		if err != nil {
-			return 0, ok, 0, err
+			return err
 		}
 		d, err := span(ctx, db, ids)
 		if err != nil {
-			return 0, ok, 0, err
+			return err
 		}
+		sd.took += d
 		twice, err := doubleRuns(ctx, db)
-		return float64(n) / d.Seconds(), ok, twice, err
-	}
-	one, ok1, twice1, err := measure(1, 24)
-	if err != nil {
+		sd.twice += twice
 		return err
 	}
-	three, ok3, twice3, err := measure(3, 8)
-	if err != nil {
-		return err
+	one, three := &side{procs: 1, workers: 24}, &side{procs: 3, workers: 8}
+	for r := range rounds {
+		turns := []*side{one, three}
+		if r%2 == 1 {
+			turns = []*side{three, one}
+		}
+		for _, sd := range turns {
+			if err := measure(sd, n/rounds); err != nil {
+				return err
+			}
+		}
 	}
-	b.results = append(b.results, row{id: "W4", what: fmt.Sprintf("%d requests, 3 processes × 8 workers vs 1 × 24, %s per call", n, awsLatency),
-		measured: fmt.Sprintf("%.1f requests/s (%d succeeded, %d steps run twice)", three, ok3, twice3),
-		baseline: fmt.Sprintf("1 × 24: %.1f requests/s (%d succeeded, %d steps run twice)", one, ok1, twice1),
-		ratio:    fmt.Sprintf("%.2f", three/one), goal: "≥ 0.9×, 0 run twice",
-		met: three >= 0.9*one && twice3 == 0 && twice1 == 0 && ok1 == n && ok3 == n})
+	rate := func(sd *side) float64 { return float64(n) / sd.took.Seconds() }
+	b.results = append(b.results, row{id: "W4", what: fmt.Sprintf("%d requests, 3 processes × 8 workers vs 1 × 24, %s per call, in turns of %d", n, awsLatency, n/rounds),
+		measured: fmt.Sprintf("%.1f requests/s (%d succeeded, %d steps run twice)", rate(three), three.ok, three.twice),
+		baseline: fmt.Sprintf("1 × 24: %.1f requests/s (%d succeeded, %d steps run twice)", rate(one), one.ok, one.twice),
+		ratio:    fmt.Sprintf("%.2f", rate(three)/rate(one)), goal: "≥ 0.9×, 0 run twice",
+		met: rate(three) >= 0.9*rate(one) && three.twice == 0 && one.twice == 0 && one.ok == n && three.ok == n})
 	return nil
 }
 
