@@ -13,13 +13,25 @@ import (
 	"github.com/bucketbridge/bucketbridge/internal/provision"
 )
 
-const selectPeers = `SELECT ` + replicationColumns + `, facts FROM replications
-WHERE state = ANY($1::replication_state[])
-  AND ($2 = '' OR source_bucket = $2)
-  AND ($3 = '' OR destination_bucket = $3)
-  AND ($4 = '' OR source_kms_key_arn = $4)
-  AND ($5 = '' OR destination_kms_key_arn = $5)
-ORDER BY created_at, id`
+// selectPeers is the query of the requests in states that f selects.
+// Each filter field makes its own statement rather than one statement
+// whose empty fields match anything: Postgres could plan that one only
+// for the values of each call, and planned it again on every call, a
+// cost that exceeded running it; a statement per field keeps one plan.
+func selectPeers(states []string, f provision.PeerFilter) (string, []any) {
+	q := "SELECT " + replicationColumns + ", facts FROM replications\nWHERE state = ANY($1::replication_state[])"
+	args := []any{states}
+	for _, c := range []struct{ column, value string }{
+		{"source_bucket", f.SourceBucket}, {"destination_bucket", f.DestinationBucket},
+		{"source_kms_key_arn", f.SourceKey}, {"destination_kms_key_arn", f.DestinationKey},
+	} {
+		if c.value != "" {
+			args = append(args, c.value)
+			q += fmt.Sprintf(" AND %s = $%d", c.column, len(args))
+		}
+	}
+	return q + "\nORDER BY created_at, id", args
+}
 
 type peerRow struct {
 	replicationRow
@@ -38,7 +50,8 @@ func (s *Store) Peers(ctx context.Context, f provision.PeerFilter) ([]provision.
 			states = append(states, string(st))
 		}
 	}
-	rows, err := s.pool.Query(ctx, selectPeers, states, f.SourceBucket, f.DestinationBucket, f.SourceKey, f.DestinationKey)
+	q, args := selectPeers(states, f)
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list peers of %+v: %w", f, err)
 	}
