@@ -504,6 +504,9 @@ func (p Principal) appendJSON(b []byte) []byte {
 	if p.All {
 		return append(b, `"*"`...)
 	}
+	if p.IDs == nil {
+		return append(b, "{}"...)
+	}
 	return appendValuesByKey(b, p.IDs)
 }
 
@@ -519,7 +522,8 @@ func (c Condition) appendJSON(b []byte) []byte {
 	return o.end()
 }
 
-// appendValuesByKey writes m as an object with its keys in sorted order.
+// appendValuesByKey writes m as an object with its keys in sorted order,
+// and a nil m as null, as encoding/json does.
 func appendValuesByKey(b []byte, m map[string]Values) []byte {
 	if m == nil {
 		return append(b, "null"...)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -229,6 +230,13 @@ func TestMarshalShapes(t *testing.T) {
 		}}}, `{"Version":"2012-10-17","Id":"x","Statement":[{"Sid":"A","Effect":"Deny","NotPrincipal":{"AWS":["b","a"],"Service":"s"},"NotAction":"s3:*","NotResource":["r1","r2"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}`},
 		{"star principal", Document{Statement: []Statement{{Effect: "Allow", Principal: &Principal{All: true}}}}, `{"Statement":[{"Effect":"Allow","Principal":"*"}]}`},
 		{"AWS star is not All", Document{Statement: []Statement{{Effect: "Allow", Principal: &Principal{IDs: map[string]Values{"AWS": {"*"}}}}}}, `{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"}}]}`},
+		{"empty principals, values and conditions", Document{Statement: []Statement{
+			{Effect: "Allow", Principal: &Principal{}, NotPrincipal: &Principal{IDs: map[string]Values{"AWS": nil, "Service": {}}}},
+			{Effect: "Deny", Condition: Condition{"Null": nil, "Bool": {}}},
+			{Effect: "Deny", Condition: Condition{}},
+		}}, `{"Statement":[{"Effect":"Allow","Principal":{},"NotPrincipal":{"AWS":[],"Service":[]}},{"Effect":"Deny","Condition":{"Bool":{},"Null":null}},{"Effect":"Deny","Condition":{}}]}`},
+		{"strings JSON must escape", Document{Statement: []Statement{{Effect: "Allow", Action: Values{"a<b>&c", "\"q\" \\ \x01\t é \u2028"}}}},
+			`{"Statement":[{"Effect":"Allow","Action":["a\u003cb\u003e\u0026c","\"q\" \\ \u0001\t é \u2028"]}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,6 +247,9 @@ func TestMarshalShapes(t *testing.T) {
 			}
 			if string(got) != tt.want {
 				t.Errorf("Marshal =\n%s\nwant\n%s", got, tt.want)
+			}
+			if n := PolicyChars(tt.doc); n != utf8.RuneCountInString(tt.want) {
+				t.Errorf("PolicyChars = %d, want %d, the characters of what is sent", n, utf8.RuneCountInString(tt.want))
 			}
 		})
 	}
