@@ -29,6 +29,7 @@ func FuzzParseRoundTrip(f *testing.F) {
 	f.Add([]byte(`{"Statement":[{"Effect":"Deny","NotPrincipal":{"AWS":["a","b"]},"NotAction":[],"Condition":{"NumericLessThan":{"s3:TlsVersion":1.2},"Bool":{"k":false}}}],"X":null}`))
 	f.Add([]byte(`{"Statement":[]}`))
 	f.Add([]byte(`{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"StringLike":{"aws:UserAgent":["a<b>&\"c\u2028\u0001é","","x<y","z&","w>"]}},"X":["<&>"," \u2029 "]}],"Y":{"z":"<"}}`))
+	f.Add([]byte("{\"Statement\":[{\"Effect\":\"Allow\",\"Sid\":\"s\",\"Y\":\"\u2028\"}],\"X\":\"a\u2029b\"}")) // raw U+2028 and U+2029
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Parse(data)
 		if err != nil {
