@@ -43,6 +43,18 @@ type StepRecord struct {
 	// Warnings replace what earlier attempts of the step warned; each names
 	// the phase and the step.
 	Warnings []Warning
+	// Next, on the last record of a group whose steps all ended well, are
+	// the steps of the group after it: the same write records that they
+	// began (StartSteps) unless StartsNext says otherwise, which saves the
+	// request a round trip and a commit between its groups.
+	Next []string
+}
+
+// StartsNext reports whether writing r also recorded the start of r.Next,
+// given whether a caller had asked to cancel: a provisioning request
+// whose caller asked goes no further, while a removal always does.
+func (r StepRecord) StartsNext(cancelRequested bool) bool {
+	return len(r.Next) > 0 && (r.Phase == PhaseDeprovision || !cancelRequested)
 }
 
 // Failure is how a failed attempt leaves the request.
@@ -67,8 +79,9 @@ type WorkStore interface {
 	// StartSteps records that steps (one group's, the first of them the
 	// request's current step) began an attempt each.
 	StartSteps(ctx context.Context, c *Claim, names ...string) error
-	// FinishStep records a step's end and the facts learned so far, and
-	// reports whether a caller asked to cancel the request meanwhile.
+	// FinishStep records a step's end and the facts learned so far (and,
+	// with rec.Next, the start of the next group: StepRecord.StartsNext),
+	// and reports whether a caller asked to cancel the request meanwhile.
 	FinishStep(ctx context.Context, c *Claim, rec StepRecord, facts Facts) (cancelRequested bool, err error)
 	// Fail records a failed attempt: the request fails (through the
 	// lifecycle) or is rescheduled.

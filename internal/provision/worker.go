@@ -145,7 +145,7 @@ func (p *Pool) work(ctx context.Context, owner string, wake <-chan struct{}) {
 // phase completes or fails, it must wait for a retry, it is cancelled, its
 // lease is lost, or the pool shuts down.
 func (p *Pool) process(ctx context.Context, c *Claim) {
-	x := &execution{pool: p, claim: c, log: p.log.With("replication_id", c.Replication.ID, "phase", c.Phase, "worker", c.Owner)}
+	x := &execution{pool: p, claim: c, stopping: ctx, log: p.log.With("replication_id", c.Replication.ID, "phase", c.Phase, "worker", c.Owner)}
 	// Steps run on a context that outlives shutdown by the grace period,
 	// and ends at once when the lease is lost.
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
@@ -189,13 +189,19 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 	x.run = NewRun(c.Replication, c.Facts)
 	x.run.Config, x.run.Lock, x.run.Holders, x.run.Now, x.run.Log = p.cfg.StepConfig, p.cfg.Store.Lock, p.cfg.Store, p.cfg.Now, x.log
 	x.run.interrupt, x.run.attempted = interrupt, c.Attempted
+	var todos [][]StepDef
 	for _, group := range Groups(steps) {
-		todo := slices.DeleteFunc(slices.Clone(group), func(d StepDef) bool { return c.Done[d.Name] })
-		if len(todo) == 0 {
-			continue
+		if todo := slices.DeleteFunc(slices.Clone(group), func(d StepDef) bool { return c.Done[d.Name] }); len(todo) > 0 {
+			todos = append(todos, todo)
 		}
+	}
+	for i, todo := range todos {
 		if !x.ready(ctx, runCtx, todo[0].Name) {
 			return
+		}
+		x.group = groupRecords{left: len(todo), started: x.group.startedNext}
+		if i+1 < len(todos) {
+			x.group.next = todos[i+1]
 		}
 		x.lease.watching.Store(slices.ContainsFunc(todo, func(d StepDef) bool { return d.Interruptible }))
 		outcomes := RunGroup(runCtx, x.run, todo, x)
@@ -203,7 +209,7 @@ func (p *Pool) process(ctx context.Context, c *Claim) {
 		switch {
 		case x.lease.lost.Load():
 			return
-		case ctx.Err() != nil:
+		case ctx.Err() != nil && !x.group.startedNext:
 			// Shutting down: what finished is recorded; another worker
 			// resumes the rest, including any step the grace period cut short.
 			x.release(ctx)
@@ -278,17 +284,39 @@ type execution struct {
 	log   *slog.Logger
 	lease *leaseKeeper
 	run   *Run
+	// stopping ends when the pool shuts down.
+	stopping context.Context
 	// recording serializes the writes of step records, so that the last
-	// write of concurrent steps carries the facts both learned.
+	// write of concurrent steps carries the facts both learned, and guards
+	// group.
 	recording sync.Mutex
+	group     groupRecords
+}
+
+// groupRecords follows the records of the running group's steps, so that
+// the last of them, when every step ended well, also records the start of
+// the next group (StepRecord.Next).
+type groupRecords struct {
+	started bool      // the group's start was recorded with the group before
+	left    int       // steps not yet recorded
+	failed  bool      // a step failed
+	next    []StepDef // the next group, nil after the last
+	// startedNext: the next group's start is recorded. The group then runs
+	// as a group whose start StartSteps recorded does: a cancel waits for
+	// its end, and a shutdown for its steps within the grace period.
+	startedNext bool
 }
 
 // ready prepares the next group: it honours a cancel before provisioning
 // further (the last step's record read it, and the lease keeper reads it
 // with every renewal) and opens the accounts' sessions before the first
 // group that needs them. It reports whether the group may run; when not,
-// the request has been released, finished or failed as needed.
+// the request has been released, finished or failed as needed. A group
+// whose start is recorded already runs unless the lease is lost.
 func (x *execution) ready(ctx, runCtx context.Context, next string) bool {
+	if x.group.startedNext {
+		return !x.lease.lost.Load()
+	}
 	if ctx.Err() != nil {
 		x.release(ctx)
 		return false
@@ -327,13 +355,21 @@ func (x *execution) ready(ctx, runCtx context.Context, next string) bool {
 	return true
 }
 
-// Started implements Recorder.
+// Started implements Recorder: it records the start of the group's steps,
+// unless the last record of the group before did.
 func (x *execution) Started(ctx context.Context, defs []StepDef) error {
+	if x.group.started {
+		return nil
+	}
+	return x.pool.cfg.Store.StartSteps(ctx, x.claim, stepNames(defs)...)
+}
+
+func stepNames(defs []StepDef) []string {
 	names := make([]string, len(defs))
 	for i, def := range defs {
 		names[i] = def.Name
 	}
-	return x.pool.cfg.Store.StartSteps(ctx, x.claim, names...)
+	return names
 }
 
 // Ended implements Recorder: it stores the attempt's record with the facts
@@ -350,10 +386,17 @@ func (x *execution) Ended(ctx context.Context, o StepOutcome) error {
 	defer cancel()
 	x.recording.Lock()
 	defer x.recording.Unlock()
+	g := &x.group
+	g.left--
+	g.failed = g.failed || o.Err != nil
+	if g.left == 0 && !g.failed && g.next != nil && x.stopping.Err() == nil {
+		rec.Next = stepNames(g.next)
+	}
 	asked, err := x.pool.cfg.Store.FinishStep(bctx, x.claim, rec, x.run.Facts())
 	if asked {
 		x.lease.sawCancel()
 	}
+	g.startedNext = err == nil && rec.StartsNext(asked)
 	return err
 }
 

@@ -313,6 +313,89 @@ func TestCancelStopsARunningRequestAfterItsCurrentStep(t *testing.T) {
 	if runs.get("slow") != 1 || runs.get("after") != 0 {
 		t.Errorf("runs: slow %d (want 1), after %d (want 0)", runs.get("slow"), runs.get("after"))
 	}
+	if rec, ok := stepRecords(t, st, r.ID, provision.PhaseProvision)["after"]; ok {
+		t.Errorf("the step after the cancel is recorded as %s (%d attempts), though it never started", rec.Status, rec.Attempts)
+	}
+}
+
+// shutdownStore begins the pool's shutdown (cancel) right after the
+// record of step after is written, as a SIGTERM arriving then would.
+type shutdownStore struct {
+	*store.Store
+	after  string
+	cancel context.CancelFunc
+}
+
+func (s *shutdownStore) FinishStep(ctx context.Context, c *provision.Claim, rec provision.StepRecord, f provision.Facts) (bool, error) {
+	asked, err := s.Store.FinishStep(ctx, c, rec, f)
+	if rec.Name == s.after {
+		s.cancel()
+	}
+	return asked, err
+}
+
+// TestAShutdownBetweenGroupsRunsEachStepOnce: a shutdown that begins while
+// a group's last step ends, before its record is written or right after,
+// leaves every step of the next group either started and run to its end
+// or not started at all. The request, resumed by another pool, runs each
+// step once, with one attempt recorded.
+func TestAShutdownBetweenGroupsRunsEachStepOnce(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// afterRecord begins the shutdown once first's record is written;
+		// otherwise first waits for the shutdown before it ends.
+		afterRecord bool
+	}{{"shutdown before the last record of the group", false}, {"shutdown right after it", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := storetest.New(t)
+			r := create(t, st, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var runs counter
+			first := ok("first", &runs)
+			if !tt.afterRecord {
+				first = func(c context.Context, run *provision.Run) (provision.Result, error) {
+					cancel()
+					return ok("first", &runs)(c, run)
+				}
+			}
+			steps := table(
+				provision.StepDef{Name: "first", Group: 1, Run: first},
+				provision.StepDef{Name: "second", Group: 2, Run: ok("second", &runs)},
+				provision.StepDef{Name: "third", Group: 3, Run: ok("third", &runs)},
+			)
+			ws := provision.WorkStore(st)
+			if tt.afterRecord {
+				ws = &shutdownStore{Store: st, after: "first", cancel: cancel}
+			}
+			p, err := provision.NewPool(provision.PoolConfig{Store: ws, Steps: steps, Sessions: nullSessions{}, Workers: 1,
+				Poll: 20 * time.Millisecond, Lease: time.Minute, ShutdownGrace: 10 * time.Second,
+				Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Run(ctx) // returns once the shutdown is complete
+			// The shutdown stops the request at the next group boundary: past
+			// first, or past second when second's start was already recorded.
+			want := 0
+			if tt.afterRecord {
+				want = 1
+			}
+			if runs.get("second") != want || runs.get("third") != 0 {
+				t.Errorf("before the shutdown ended, second ran %d time(s) (want %d) and third %d (want 0)", runs.get("second"), want, runs.get("third"))
+			}
+
+			startPool(t, provision.PoolConfig{Store: st, Steps: steps})
+			waitState(t, st, r.ID, provision.StateSucceeded)
+			for name, rec := range stepRecords(t, st, r.ID, provision.PhaseProvision) {
+				if n := runs.get(name); n != 1 || rec.Attempts != 1 || rec.Status != "succeeded" {
+					t.Errorf("%s ran %d time(s), recorded %s with %d attempt(s); want once, succeeded, 1", name, n, rec.Status, rec.Attempts)
+				}
+			}
+		})
+	}
 }
 
 // deadStore stands for a worker process that was killed: once dead, none

@@ -165,17 +165,25 @@ func (s *Store) fenced(ctx context.Context, c *provision.Claim, fn func(pgx.Tx) 
 	})
 }
 
-// startSteps records the start of an attempt of each step of a group in
-// one statement: it inserts nothing unless owner still holds the lease. The
-// request's current step is the group's first.
-const startSteps = `WITH r AS (
-    UPDATE replications SET current_step = ($4::text[])[1], updated_at = now() WHERE id = $1 AND lease_owner = $2 RETURNING id
-)
-INSERT INTO replication_steps (replication_id, phase, name, status, attempts, started_at)
-SELECT r.id, $3, name, 'running', 1, now() FROM r, unnest($4::text[]) AS name
+// insertStarts records the start of an attempt of each step named in the
+// array names, of phase, for the request r of the statement it is part of,
+// where the condition where holds.
+func insertStarts(phase, names, where string) string {
+	return `INSERT INTO replication_steps (replication_id, phase, name, status, attempts, started_at)
+SELECT r.id, ` + phase + `, name, 'running', 1, now() FROM r, unnest(` + names + `::text[]) AS name
+WHERE ` + where + `
 ON CONFLICT (replication_id, phase, name) DO UPDATE SET
     status = 'running', attempts = replication_steps.attempts + 1, started_at = now(),
     finished_at = NULL, error = NULL, updated_at = now()`
+}
+
+// startSteps records the start of an attempt of each step of a group in
+// one statement: it inserts nothing unless owner still holds the lease. The
+// request's current step is the group's first.
+var startSteps = `WITH r AS (
+    UPDATE replications SET current_step = ($4::text[])[1], updated_at = now() WHERE id = $1 AND lease_owner = $2 RETURNING id
+)
+` + insertStarts("$3", "$4", "true")
 
 // StartSteps records that steps (one group's) began an attempt each.
 func (s *Store) StartSteps(ctx context.Context, c *provision.Claim, names ...string) error {
@@ -199,14 +207,18 @@ func (s *Store) StartSteps(ctx context.Context, c *provision.Claim, names ...str
 // the facts learned so far and the step's event in one statement, fenced by
 // the lease, and reads whether a caller asked to cancel. attempt counts the
 // failed attempts of the current step: a step that ends well starts the
-// next one (and its backoff) from zero.
-const finishStep = `WITH r AS (
+// next one (and its backoff) from zero. With next steps ($14), it also
+// records their start as startSteps does, when StepRecord.StartsNext says
+// so (the cancel it reads is the one it returns).
+var finishStep = `WITH r AS (
     UPDATE replications SET facts = $3, attempt = CASE WHEN $6 = 'failed' THEN attempt ELSE 0 END,
         warnings = (
             SELECT coalesce(jsonb_agg(w ORDER BY n), '[]'::jsonb)
             FROM jsonb_array_elements(warnings) WITH ORDINALITY AS e(w, n)
             WHERE NOT (w->>'phase' = $4 AND w->>'step' = $5)
         ) || $13::jsonb,
+        current_step = CASE WHEN cardinality($14::text[]) > 0 AND ($4 = 'deprovision' OR NOT cancel_requested)
+            THEN ($14::text[])[1] ELSE current_step END,
         event_seq = event_seq + 1, updated_at = now()
     WHERE id = $1 AND lease_owner = $2
     RETURNING id, event_seq, cancel_requested
@@ -217,6 +229,8 @@ const finishStep = `WITH r AS (
 ), e AS (
     INSERT INTO replication_events (replication_id, seq, type, step, actor, message, detail)
     SELECT r.id, r.event_seq, 'step', $5, $11, $12, $10 FROM r
+), n AS (
+` + insertStarts("$4", "$14", "$4 = 'deprovision' OR NOT r.cancel_requested") + `
 )
 SELECT cancel_requested FROM r`
 
@@ -240,8 +254,12 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 		msg += " (changed)"
 	}
 	var cancel bool
+	next := rec.Next
+	if next == nil {
+		next = []string{}
+	}
 	args := []any{c.Replication.ID, c.Owner, f, rec.Phase, rec.Name, rec.Status, rec.Changed,
-		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg, w}
+		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg, w, next}
 	err = s.records.do(ctx, c.Replication.ID, finishStep, args, func(br pgx.BatchResults) error {
 		return br.QueryRow().Scan(&cancel)
 	})
