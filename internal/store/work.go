@@ -208,8 +208,9 @@ func (s *Store) StartSteps(ctx context.Context, c *provision.Claim, names ...str
 // the lease, and reads whether a caller asked to cancel. attempt counts the
 // failed attempts of the current step: a step that ends well starts the
 // next one (and its backoff) from zero. With next steps ($14), it also
-// records their start as startSteps does, when StepRecord.StartsNext says
-// so (the cancel it reads is the one it returns).
+// records their start as startSteps does, unless a caller asked to cancel
+// and $15 (StepRecord.StartsNext with a cancel asked) says a cancel stops
+// them; the cancel it reads is the one it returns.
 var finishStep = `WITH r AS (
     UPDATE replications SET facts = $3, attempt = CASE WHEN $6 = 'failed' THEN attempt ELSE 0 END,
         warnings = (
@@ -217,7 +218,7 @@ var finishStep = `WITH r AS (
             FROM jsonb_array_elements(warnings) WITH ORDINALITY AS e(w, n)
             WHERE NOT (w->>'phase' = $4 AND w->>'step' = $5)
         ) || $13::jsonb,
-        current_step = CASE WHEN cardinality($14::text[]) > 0 AND ($4 = 'deprovision' OR NOT cancel_requested)
+        current_step = CASE WHEN cardinality($14::text[]) > 0 AND ($15 OR NOT cancel_requested)
             THEN ($14::text[])[1] ELSE current_step END,
         event_seq = event_seq + 1, updated_at = now()
     WHERE id = $1 AND lease_owner = $2
@@ -230,7 +231,7 @@ var finishStep = `WITH r AS (
     INSERT INTO replication_events (replication_id, seq, type, step, actor, message, detail)
     SELECT r.id, r.event_seq, 'step', $5, $11, $12, $10 FROM r
 ), n AS (
-` + insertStarts("$4", "$14", "$4 = 'deprovision' OR NOT r.cancel_requested") + `
+` + insertStarts("$4", "$14", "$15 OR NOT r.cancel_requested") + `
 )
 SELECT cancel_requested FROM r`
 
@@ -259,7 +260,8 @@ func (s *Store) FinishStep(ctx context.Context, c *provision.Claim, rec provisio
 		next = []string{}
 	}
 	args := []any{c.Replication.ID, c.Owner, f, rec.Phase, rec.Name, rec.Status, rec.Changed,
-		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg, w, next}
+		nullJSON(rec.Before), nullJSON(rec.After), nullJSON(rec.Error), provision.WorkerActor(c.Owner), msg, w, next,
+		rec.StartsNext(true)}
 	err = s.records.do(ctx, c.Replication.ID, finishStep, args, func(br pgx.BatchResults) error {
 		return br.QueryRow().Scan(&cancel)
 	})
